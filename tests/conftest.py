@@ -1,0 +1,13 @@
+"""Shared test set-up: quiet, private homes for BentoML/MLflow, one BLAS thread."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("DO_NOT_TRACK", "true")
+os.environ.setdefault("BENTOML_HOME", tempfile.mkdtemp(prefix="patron-bentoml-"))
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
