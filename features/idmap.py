@@ -63,8 +63,8 @@ class IdMap:
         vals = self.coerce(values)
         idx = self._index.get_indexer(vals)
         if missing == "raise" and (idx < 0).any():
-            unknown = np.atleast_1d(values)[idx < 0][:10]
-            raise KeyError(f"unknown ids: {list(unknown)}")
+            unknown = np.atleast_1d(np.asarray(values, dtype=object))[idx < 0][:10].tolist()
+            raise KeyError(f"unknown ids: {unknown}")
         return idx.astype(np.int64)
 
     def id_of(self, index: np.ndarray) -> np.ndarray:
