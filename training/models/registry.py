@@ -9,12 +9,16 @@ from __future__ import annotations
 from features.errors import PatronError
 from training.models.als import ALSRecommender
 from training.models.base import Recommender
+from training.models.baselines import PopularityModel, RecentPopularityModel, RepeatBuyModel
 from training.models.blend import BlendRecommender
 from training.models.bpr import BPRRecommender
 from training.models.ease import EASERecommender
 from training.models.knn import ItemKNNRecommender
 
 MODELS: dict[str, type[Recommender]] = {
+    "popularity": PopularityModel,
+    "recent_popularity": RecentPopularityModel,
+    "repeat_buy": RepeatBuyModel,
     "als": ALSRecommender,
     "bpr": BPRRecommender,
     "itemknn": ItemKNNRecommender,
