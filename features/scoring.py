@@ -32,8 +32,10 @@ def fold_in(art: ModelArtifact, history: sp.csr_matrix) -> np.ndarray:
 
     For ALS (params ``regularization``, ``alpha``) this solves implicit's least-squares
     step for each row: ``(YtY + reg I + sum (c_i - 1) y_i y_i^T) x = sum c_i y_i`` with
-    ``c_i = alpha * value_i``. Models without those params (BPR) average the factors of
-    the history items.
+    ``c_i = alpha * value_i``. Other factor models (param ``fold_in="mean"``, e.g. BPR)
+    take the value-weighted mean of the history items' factors; with param
+    ``bias_column`` the last column (implicit's constant-1 user column) is set to 1.
+    Without a ``fold_in`` param, ALS is assumed when ``regularization`` and ``alpha`` are.
     """
     Y = np.asarray(art.arrays["item_factors"], dtype=np.float64)
     history = sp.csr_matrix(history)
@@ -41,11 +43,16 @@ def fold_in(art: ModelArtifact, history: sp.csr_matrix) -> np.ndarray:
     out = np.zeros((n, f), dtype=np.float32)
     reg = art.params.get("regularization")
     alpha = float(art.params.get("alpha", 1.0))
-    if reg is None:
+    mode = art.params.get("fold_in")
+    if mode is None:
+        mode = "als" if reg is not None and "alpha" in art.params else "mean"
+    if mode != "als":
         counts = np.diff(history.indptr)
         sums = history.astype(np.float64) @ Y
         nz = counts > 0
         out[nz] = (sums[nz] / np.asarray(history[nz].sum(axis=1)).reshape(-1, 1)).astype(np.float32)
+        if art.params.get("bias_column"):
+            out[nz, -1] = 1.0
         return out
     YtY = Y.T @ Y + float(reg) * np.eye(f)
     for r in range(n):  # one small solve per cold customer (cart-sized rows)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict
 
 from features import columns as C
 from features.artifact import ModelArtifact, load_artifact
+from features.errors import PatronError
 from features.interactions import InteractionMatrix
 from features.scoring import score, similar_items, top_k
 
@@ -30,6 +31,16 @@ class ModelConfig(BaseModel):
     """Base of every model config: strict, JSON round-trippable."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def to_params(self) -> dict[str, Any]:
+        """Flat ``{field: scalar}`` dict (what MLflow logs and Optuna samples)."""
+        return self.model_dump(mode="json")
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> ModelConfig:
+        """Rebuild from a flat dict: an Optuna trial's params or MLflow's string params
+        (``"64"``, ``"0.1"``, ``"True"``, ``"None"`` are coerced; unknown keys are refused)."""
+        return cls.model_validate({k: (None if v == "None" else v) for k, v in params.items()})
 
 
 @dataclass(frozen=True)
@@ -77,7 +88,10 @@ class Recommender(ABC):
     # -- shared ------------------------------------------------------------------
     def fit(self, data: InteractionMatrix, callback: FitCallback | None = None) -> Recommender:
         if data.n_customers == 0 or data.n_items == 0 or data.matrix.nnz == 0:
-            raise ValueError("cannot fit on an empty interaction matrix")
+            raise PatronError(
+                f"{self.name}: cannot fit on an empty interaction matrix "
+                f"({data.n_customers} customers x {data.n_items} items, {data.matrix.nnz} entries)"
+            )
         arrays = dict(self._fit(data, callback))
         extra = arrays.pop("_params", {})
         self.artifact = ModelArtifact(

@@ -7,6 +7,7 @@ neighbours; a customer's scores are ``history @ similarity`` (what implicit's
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Literal
 
 import numpy as np
@@ -53,7 +54,9 @@ class ItemKNNRecommender(Recommender):
             model = TFIDFRecommender(K=cfg.neighbours, num_threads=threads)
         else:
             model = CosineRecommender(K=cfg.neighbours, num_threads=threads)
-        with blas_threads(1):
+        with blas_threads(1), warnings.catch_warnings():
+            # implicit's own weighting hands its kNN a COO matrix and then warns about it
+            warnings.filterwarnings("ignore", message="Method expects CSR input")
             model.fit(data.matrix, show_progress=self.options.show_progress)
         similarity = sp.csr_matrix(model.similarity, dtype=np.float32)
         similarity.sort_indices()
