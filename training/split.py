@@ -198,10 +198,11 @@ def split_last_basket(purchases: pd.DataFrame, min_customers: int = 1) -> Split:
 def split_from_files(
     train_path: str | Path, test_path: str | Path, min_customers: int = 1
 ) -> Split:
-    """Bring-your-own split: read clean purchase files (Parquet or CSV) as train and test."""
-    from features.ingest import read_purchases
+    """Bring-your-own split: train and test purchase files, each a clean ``purchases.parquet``
+    (read as is) or a raw CSV/Parquet log (cleaned by :func:`features.ingest.load_dataset`)."""
+    from features.ingest import load_dataset
 
-    train, test = read_purchases(train_path), read_purchases(test_path)
+    train, test = load_dataset(train_path), load_dataset(test_path)
     _check(train, str(train_path))
     _check(test, str(test_path))
     desc = _describe(
