@@ -1,0 +1,491 @@
+"""Hyper-parameter tuning with Optuna, tracked in MLflow.
+
+One tuning session (:func:`tune`):
+
+1. split the purchases in time: the last ``holdout_days`` are the **test** period; the
+   last ``validation_days`` of the remaining training period are the **validation**
+   period. Trials only ever see the training period (fit before validation, score on
+   validation); the test period is used once per model, after tuning.
+2. per model, one Optuna study ``<study>.<model>`` (TPE sampler, seeded; median
+   pruner) in an RDB storage: an SQLite file ``.patron/optuna.db`` by default, so a
+   study resumes where it stopped (``load_if_exists``), or any SQLAlchemy URL so several
+   workers on several machines fill one study. Models with a per-epoch callback (ALS,
+   blend) report the validation metric every ``eval_every`` epochs
+   (``trial.report(value, epoch)``) and are pruned when they trail the median.
+3. the best configuration of each model is refit on the whole training period and
+   scored once on test (both modes), beside the baselines.
+4. MLflow: a parent run per session, a nested run per trial
+   (:class:`training.tracking.MLflowTrialCallback`) and per refit model; the parent
+   holds the metric table (CSV + Markdown), the Optuna plots (PNG) and the data/split
+   description (JSON). The model with the best *validation* value is logged as a pyfunc
+   model, optionally registered and promoted through the champion guard
+   (:func:`training.registry.promote`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from features.errors import PatronError
+from training.models.base import TrainingOptions
+from training.pipeline import (
+    Holdout,
+    TrainResult,
+    build_matrix,
+    data_description,
+    fit_model,
+    parse_metric,
+    split_id,
+    split_params,
+    train_model,
+)
+from training.tracking import PATRON_DIR, metric_key
+
+log = logging.getLogger(__name__)
+
+BASELINES = ("popularity", "recent_popularity", "repeat_buy")
+
+__all__ = [
+    "TuneSettings", "ModelOutcome", "TuneResult", "StorageError", "resolve_storage",
+    "open_storage", "open_study", "tune", "BASELINES",
+]
+
+
+class StorageError(PatronError):
+    """The Optuna storage cannot be reached or opened."""
+
+
+@dataclass
+class TuneSettings:
+    """Everything a tuning session needs besides the data (CLI flags map 1:1)."""
+
+    models: tuple[str, ...] = ("als",)
+    n_trials: int | None = 20
+    timeout: float | None = None  # seconds per model
+    study: str = "patron"
+    storage: str | None = None
+    metric: str = "ndcg@10"
+    mode: str = "new"
+    holdout_days: int = 28
+    validation_days: int = 28
+    eval_every: int = 3
+    seed: int = 42
+    max_val_customers: int | None = 3000
+    min_customers: int = 10
+    fixed: dict[str, dict[str, Any]] = field(default_factory=dict)
+    baselines: tuple[str, ...] = BASELINES
+    ks: tuple[int, ...] = (10,)
+    num_threads: int = 1
+    refit: bool = True
+    progress: bool = True
+    n_startup_trials: int = 5
+
+
+@dataclass
+class ModelOutcome:
+    """One model's tuning: its study and the refit on the whole training period."""
+
+    model: str
+    study_name: str
+    best_value: float | None
+    best_params: dict[str, Any] | None
+    trials: dict[str, int]
+    result: TrainResult | None = None
+    run_id: str | None = None
+
+
+@dataclass
+class TuneResult:
+    """A session's outcome: per-model outcomes, the test table, what was registered."""
+
+    outcomes: list[ModelOutcome]
+    table: pd.DataFrame
+    best: ModelOutcome | None
+    description: dict
+    parent_run_id: str | None = None
+    registered: tuple[str, str] | None = None
+    promotion: Any = None
+
+
+# -- storage -------------------------------------------------------------------------
+
+def resolve_storage(url: str | None) -> str:
+    """``url`` or the default SQLite file ``.patron/optuna.db`` (created on demand)."""
+    if url:
+        return url
+    PATRON_DIR.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{(PATRON_DIR / 'optuna.db').resolve()}"
+
+
+def _mask(url: str) -> str:
+    import re
+
+    return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", url)
+
+
+def open_storage(url: str | None):
+    """An Optuna RDB storage; :class:`StorageError` in one line when it cannot be reached."""
+    import optuna
+
+    url = resolve_storage(url)
+    if url.startswith("sqlite:///"):
+        parent = Path(url[len("sqlite:///"):]).parent
+        if not parent.is_dir():
+            raise StorageError(f"cannot open Optuna storage {url}: directory {parent} does not exist")
+    kwargs = {}
+    if url.startswith(("postgres", "mysql")):
+        kwargs = {"connect_args": {"connect_timeout": 5}}
+    try:
+        return optuna.storages.RDBStorage(url, engine_kwargs=kwargs or None)
+    except Exception as exc:  # SQLAlchemy / driver errors
+        msg = (" ".join(str(exc).split()) or type(exc).__name__)[:200]
+        raise StorageError(f"cannot reach Optuna storage {_mask(url)} ({msg})") from exc
+
+
+def open_study(storage, name: str, settings: TuneSettings):
+    """Create or resume study ``name`` (maximise; seeded TPE; median pruner)."""
+    import optuna
+
+    try:
+        existing = optuna.load_study(study_name=name, storage=storage)
+        n_before = len(existing.trials)
+    except KeyError:
+        n_before = 0
+    sampler = optuna.samplers.TPESampler(
+        seed=settings.seed + n_before,  # a resumed study does not replay its first trials
+        n_startup_trials=settings.n_startup_trials,
+    )
+    pruner = optuna.pruners.MedianPruner(
+        n_startup_trials=max(2, settings.n_startup_trials // 2),
+        n_warmup_steps=settings.eval_every,
+    )
+    return optuna.create_study(
+        study_name=name, storage=storage, sampler=sampler, pruner=pruner,
+        direction="maximize", load_if_exists=True,
+    )
+
+
+# -- the objective -------------------------------------------------------------------
+
+class _Objective:
+    """Fit on the pre-validation period, score on validation; prune through epochs."""
+
+    def __init__(self, model: str, fit_part: pd.DataFrame, val_part: pd.DataFrame,
+                 settings: TuneSettings):
+        self.model, self.fit_part, self.val_part, self.s = model, fit_part, val_part, settings
+        self.metric, self.k = parse_metric(settings.metric)
+        self._cache: dict[str, tuple] = {}
+
+    def _data(self, mconfig):
+        key = json.dumps(mconfig.model_dump(mode="json"), sort_keys=True, default=str)
+        if key not in self._cache:
+            if len(self._cache) >= 4:
+                self._cache.pop(next(iter(self._cache)))
+            matrix = build_matrix(self.fit_part, mconfig)
+            holdout = Holdout(matrix, self.val_part, self.s.mode, self.k,
+                              self.s.max_val_customers, self.s.seed)
+            if len(holdout) == 0:
+                raise PatronError(
+                    f"validation period has no {self.s.mode!r}-mode purchases of known customers"
+                )
+            self._cache[key] = (matrix, holdout)
+        return self._cache[key]
+
+    def __call__(self, trial) -> float:
+        import optuna
+
+        from training.spaces import suggest
+
+        params = suggest(self.model, trial, self.s.fixed.get(self.model))
+        trial.set_user_attr("params", params)
+        mconfig, _ = split_params(self.model, params)
+        matrix, holdout = self._data(mconfig)
+        last: dict[str, float] = {}
+        every = max(1, int(self.s.eval_every))
+        n_iter = params.get("iterations")
+
+        def on_epoch(iteration: int, arrays: dict) -> None:
+            epoch = iteration + 1
+            if epoch % every and epoch != n_iter:
+                return
+            value = holdout.score_arrays(rec_box[0], matrix, arrays, self.metric)
+            last["epoch"], last["value"] = epoch, value
+            trial.report(value, epoch)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"pruned at epoch {epoch} ({self.s.metric}={value:.4f})")
+
+        from training.pipeline import make_model
+
+        _, cparams = split_params(self.model, params)
+        rec_box = [make_model(self.model, cparams)]
+        cb = on_epoch if getattr(rec_box[0], "supports_epoch_callback", False) else None
+        t0 = time.perf_counter()
+        rec, _, fit_s = fit_model(self.fit_part, self.model, params,
+                                  TrainingOptions(seed=self.s.seed, num_threads=self.s.num_threads),
+                                  callback=cb, matrix=matrix)
+        trial.set_user_attr("fit_seconds", round(fit_s, 3))
+        if last.get("epoch") == n_iter and cb is not None:
+            value = last["value"]
+        else:
+            value = holdout.score(rec.fitted, self.metric)
+        trial.set_user_attr("trial_seconds", round(time.perf_counter() - t0, 3))
+        if not math.isfinite(value):
+            raise PatronError(f"validation {self.s.metric} is not finite for {params}")
+        return value
+
+
+class _Progress:
+    """tqdm bar over a session's trials, with the best value so far."""
+
+    def __init__(self, model: str, total: int | None, enabled: bool):
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=total, desc=f"tune {model}", unit="trial", disable=not enabled,
+                        dynamic_ncols=True)
+        self.counts = {"COMPLETE": 0, "PRUNED": 0, "FAIL": 0}
+
+    def __call__(self, study, trial) -> None:
+        self.counts[trial.state.name] = self.counts.get(trial.state.name, 0) + 1
+        try:
+            best = f"{study.best_value:.4f}"
+        except ValueError:
+            best = "-"
+        self.bar.set_postfix(best=best, pruned=self.counts["PRUNED"], failed=self.counts["FAIL"])
+        self.bar.update(1)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+# -- the session ---------------------------------------------------------------------
+
+def _check_settings(s: TuneSettings) -> None:
+    from training.models.registry import MODELS
+    from training.spaces import SPACES
+
+    parse_metric(s.metric)
+    if s.mode not in ("new", "repeat"):
+        raise PatronError(f"--mode must be new or repeat, not {s.mode!r}")
+    if not s.models:
+        raise PatronError("no models to tune")
+    for m in s.models:
+        if m not in SPACES:
+            raise PatronError(f"cannot tune {m!r}: tunable models are {sorted(SPACES)}")
+    for b in s.baselines:
+        if b not in MODELS:
+            raise PatronError(f"unknown baseline {b!r}; known models: {sorted(MODELS)}")
+    if s.n_trials is not None and s.n_trials < 0:
+        raise PatronError("--trials must be >= 0")
+    if s.holdout_days <= 0 or s.validation_days <= 0:
+        raise PatronError("--holdout-days and --validation-days must be positive")
+
+
+def tune(
+    purchases: pd.DataFrame,
+    settings: TuneSettings | None = None,
+    tracking_uri: str | None = None,
+    experiment: str = "patron",
+    register: str | None = None,
+    source: str | None = None,
+    out_dir: str | Path | None = None,
+    promote_registered: bool = True,
+) -> TuneResult:
+    """Run a tuning session (see the module docstring). Nothing is registered or
+    promoted unless everything before it succeeded."""
+    import mlflow
+    import optuna
+
+    from training.split import split_global_time, split_validation
+    from training.tracking import MLflowTrialCallback, log_table, setup_mlflow
+
+    s = settings or TuneSettings()
+    _check_settings(s)
+    if s.progress:  # the bar says it; Optuna's per-trial lines would break it
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = open_storage(s.storage)            # fail fast: storage ...
+    uri, exp_id = setup_mlflow(tracking_uri, experiment)  # ... and tracking store
+    split = split_global_time(purchases, holdout_days=s.holdout_days, min_customers=s.min_customers)
+    val = split_validation(split.train, s.validation_days, min_customers=s.min_customers)
+    data_desc = data_description(purchases, source)
+    sid = split_id(data_desc, split.description)
+    description = {"data": data_desc, "split": split.description, "validation": val.description,
+                   "split_id": sid, "metric": s.metric, "mode": s.mode,
+                   "settings": {k: v for k, v in vars(s).items() if k != "fixed"} | {"fixed": s.fixed}}
+    metric_name, k = parse_metric(s.metric)
+    ks = tuple(sorted(set(s.ks) | {k}))
+    outcomes: list[ModelOutcome] = []
+    rows: list[pd.DataFrame] = []
+
+    with mlflow.start_run(experiment_id=exp_id, run_name=f"tune-{s.study}") as parent:
+        pid = parent.info.run_id
+        mlflow.set_tags({"patron.kind": "tune", "patron.study": s.study, "patron.split_id": sid,
+                         "patron.models": ",".join(s.models)})
+        mlflow.log_params({"metric": s.metric, "mode": s.mode, "holdout_days": s.holdout_days,
+                           "validation_days": s.validation_days, "n_trials": s.n_trials,
+                           "timeout": s.timeout, "seed": s.seed, "data": source or "dataframe"})
+        for model in s.models:
+            study_name = f"{s.study}.{model}"
+            study = open_study(storage, study_name, s)
+            objective = _Objective(model, val.train, val.test, s)
+            progress = _Progress(model, s.n_trials, s.progress)
+            cb = MLflowTrialCallback(uri, exp_id, pid, s.metric, model,
+                                     tags={"patron.split_id": sid})
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", category=UserWarning)
+                    if s.n_trials != 0:
+                        study.optimize(objective, n_trials=s.n_trials, timeout=s.timeout,
+                                       callbacks=[cb, progress],
+                                       catch=(PatronError, MemoryError, np.linalg.LinAlgError))
+            finally:
+                progress.close()
+            outcome = _outcome(model, study)
+            outcomes.append(outcome)
+            log.info("%s: %s", study_name, outcome.trials)
+            if outcome.best_params is not None and s.refit:
+                with mlflow.start_run(run_name=f"best-{model}", nested=True) as run:
+                    res = train_model(split.train, model, outcome.best_params, split.test, ks,
+                                      TrainingOptions(seed=s.seed, num_threads=s.num_threads),
+                                      metadata={"data": data_desc, "split": split.description,
+                                                "split_id": sid, "study": study_name,
+                                                "validation_value": outcome.best_value})
+                    outcome.result, outcome.run_id = res, run.info.run_id
+                    mlflow.set_tags({"patron.kind": "refit", "patron.model": model,
+                                     "patron.split_id": sid, "optuna.study": study_name})
+                    mlflow.log_params({k2: str(v) for k2, v in outcome.best_params.items()})
+                    mlflow.log_metrics({**res.flat_metrics(), "fit_seconds": res.fit_seconds,
+                                        f"val.{metric_key(s.metric)}.best": outcome.best_value})
+                rows.append(res.metrics.assign(model=model, fit_seconds=res.fit_seconds,
+                                               val_value=outcome.best_value))
+        if s.refit:
+            for b in s.baselines:
+                res = train_model(split.train, b, {}, split.test, ks, extras=False)
+                rows.append(res.metrics.assign(model=b, fit_seconds=res.fit_seconds,
+                                               val_value=np.nan))
+        table = _wide(pd.concat(rows, ignore_index=True)) if rows else pd.DataFrame()
+        best = _pick_best(outcomes)
+        if best is not None:
+            mlflow.set_tags({"patron.best_model": best.model})
+            mlflow.log_metric(f"val.{metric_key(s.metric)}.best", best.best_value)
+            if best.result is not None:
+                mlflow.log_metrics(best.result.flat_metrics())
+        _log_session_artifacts(outcomes, storage, s, table, description, log_table)
+
+        registered = promotion = None
+        if best is not None and best.result is not None:
+            registered, promotion = _log_best(best, register, s, sid, out_dir, promote_registered,
+                                              uri)
+    return TuneResult(outcomes, table, best, description, pid, registered, promotion)
+
+
+def _outcome(model: str, study) -> ModelOutcome:
+    from optuna.trial import TrialState
+
+    counts = {st.name.lower(): 0 for st in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
+    for t in study.trials:
+        key = t.state.name.lower()
+        counts[key] = counts.get(key, 0) + 1
+    try:
+        bt = study.best_trial
+        return ModelOutcome(model, study.study_name, float(bt.value),
+                            dict(bt.user_attrs.get("params", bt.params)), counts)
+    except ValueError:  # no completed trial
+        return ModelOutcome(model, study.study_name, None, None, counts)
+
+
+def _pick_best(outcomes: list[ModelOutcome]) -> ModelOutcome | None:
+    done = [o for o in outcomes if o.best_value is not None and o.result is not None]
+    return max(done, key=lambda o: o.best_value) if done else None
+
+
+def _wide(tidy: pd.DataFrame) -> pd.DataFrame:
+    """One row per model x mode; columns metric@k, fit_seconds, val_value."""
+    tidy = tidy.copy()
+    tidy["col"] = tidy["metric"] + "@" + tidy["k"].astype(str)
+    wide = tidy.pivot_table(index=["model", "mode"], columns="col", values="value",
+                            aggfunc="first", sort=False)
+    extra = tidy.groupby(["model", "mode"], sort=False)[["fit_seconds", "val_value"]].first()
+    return wide.join(extra).reset_index()
+
+
+def _log_session_artifacts(outcomes, storage, s: TuneSettings, table, description, log_table) -> None:
+    import mlflow
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        (tmp / "description.json").write_text(json.dumps(description, indent=2, default=str))
+        for o in outcomes:
+            _plots(storage, o.study_name, tmp)
+            (tmp / f"{o.study_name}.best.json").write_text(json.dumps(
+                {"best_value": o.best_value, "params": o.best_params, "trials": o.trials},
+                indent=2, default=str))
+        mlflow.log_artifacts(str(tmp))
+    if len(table):
+        log_table(table, "metrics")
+
+
+def _plots(storage, study_name: str, out: Path) -> list[Path]:
+    """Optimisation history and parameter importances as PNG (skipped when undefined)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import optuna
+    from optuna.visualization import matplotlib as ovm
+
+    study = optuna.load_study(study_name=study_name, storage=storage)
+    done = [t for t in study.trials if t.state.name == "COMPLETE"]
+    paths = []
+    plots = [("history", ovm.plot_optimization_history)]
+    if len(done) >= 2:
+        plots.append(("importances", ovm.plot_param_importances))
+    for name, fn in plots:
+        if not done:
+            break
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                ax = fn(study)
+            fig = ax.figure if hasattr(ax, "figure") else ax
+            fig.set_size_inches(8, 5)
+            fig.tight_layout()
+            path = out / f"{study_name}.{name}.png"
+            fig.savefig(path, dpi=100)
+            plt.close(fig)
+            paths.append(path)
+        except Exception as exc:  # e.g. importances with a single distinct value
+            log.warning("plot %s of %s skipped: %s", name, study_name, exc)
+    return paths
+
+
+def _log_best(best: ModelOutcome, register: str | None, s: TuneSettings, sid: str,
+              out_dir, promote_registered: bool, uri: str):
+    """Log the best model as pyfunc in its refit run; register and promote (guarded)."""
+    import mlflow
+
+    from training.registry import log_patron_model, promote
+
+    tags = {"patron.split_id": sid, "patron.model": best.model, "patron.study": best.study_name,
+            **{f"patron.{k}": f"{v:.6g}" for k, v in best.result.flat_metrics().items()}}
+    tmp = tempfile.mkdtemp(prefix="patron-best-")
+    path = Path(out_dir) if out_dir else Path(tmp) / "patron_model"
+    best.result.model.save(path)
+    registered = promotion = None
+    with mlflow.start_run(run_id=best.run_id, nested=True):
+        _, version = log_patron_model(path, register, tags)
+    if version is not None:
+        registered = (register, str(version.version))
+        if promote_registered:
+            promotion = promote(register, version.version, s.metric, s.mode, tracking_uri=uri)
+    return registered, promotion
