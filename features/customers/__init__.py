@@ -1,0 +1,1 @@
+"""Customer analytics: RFM, NES lifecycle, repurchase intervals, reminders, win-back lists."""
