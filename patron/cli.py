@@ -19,6 +19,9 @@ COMMANDS: dict[str, str] = {
     "ingest": "ingest",
     "evaluate": "evaluate",
     "demo": "demo",
+    "train": "train",
+    "tune": "tune",
+    "promote": "promote",
 }
 
 

@@ -44,7 +44,7 @@ MODES = ("new", "repeat")
 __all__ = [
     "MODES", "TrainResult", "Holdout", "parse_metric", "split_params", "make_model",
     "build_matrix", "fit_model", "attach_extras", "train_model", "data_description",
-    "split_id", "evaluate_test",
+    "split_id", "evaluate_test", "load_purchases",
 ]
 
 
@@ -160,6 +160,14 @@ def attach_extras(art: ModelArtifact, purchases: pd.DataFrame, metadata: dict | 
         art.metadata["n_baskets"] = int(n_baskets)
     art.metadata.update(metadata or {})
     return art
+
+
+def load_purchases(spec: str) -> pd.DataFrame:
+    """Clean purchases from ``completejourney``, ``online_retail`` or a path (see
+    :func:`features.ingest.load_dataset`)."""
+    from features.ingest import load_dataset
+
+    return load_dataset(spec)
 
 
 def data_description(purchases: pd.DataFrame, source: str | None = None) -> dict:

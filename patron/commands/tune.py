@@ -1,0 +1,101 @@
+"""`patron tune`: tune models with Optuna on a validation period, refit the best on the
+whole training period, score once on test, track everything in MLflow."""
+
+from __future__ import annotations
+
+import json
+
+HELP = "tune models with Optuna (tracked in MLflow), refit the best, optionally register it"
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--data", required=True,
+                        help="completejourney | online_retail | path to a purchase log")
+    parser.add_argument("--models", default="als,itemknn",
+                        help="comma-separated: als,bpr,itemknn,ease,blend (default als,itemknn)")
+    parser.add_argument("--trials", type=int, default=20, help="trials per model this run (default 20)")
+    parser.add_argument("--timeout", type=float, default=None, help="seconds per model (default none)")
+    parser.add_argument("--study", default=None, help="study name (default patron-<data>); "
+                        "the same name resumes the study")
+    parser.add_argument("--storage", default=None, help="Optuna storage URL "
+                        "(default sqlite:///.patron/optuna.db; any SQLAlchemy URL for shared studies)")
+    parser.add_argument("--tracking-uri", default=None, help="MLflow tracking URI "
+                        "(default $MLFLOW_TRACKING_URI or sqlite:///.patron/mlflow.db)")
+    parser.add_argument("--experiment", default="patron", help="MLflow experiment (default patron)")
+    parser.add_argument("--metric", default="ndcg@10", help="metric to maximise (default ndcg@10)")
+    parser.add_argument("--mode", default="new", choices=["new", "repeat"], help="evaluation mode")
+    parser.add_argument("--holdout-days", type=int, default=28, help="test period: last N days")
+    parser.add_argument("--validation-days", type=int, default=28,
+                        help="validation period: last N days of the training period")
+    parser.add_argument("--eval-every", type=int, default=3, help="score every N epochs (ALS, blend)")
+    parser.add_argument("--max-val-customers", type=int, default=3000,
+                        help="validation customers sampled per trial (default 3000)")
+    parser.add_argument("--fixed", default=None,
+                        help='JSON of pinned params per model, e.g. \'{"ease": {"matrix.min_item_customers": 5}}\'')
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--threads", type=int, default=1, help="threads per fit (default 1)")
+    parser.add_argument("--register", default=None, metavar="NAME",
+                        help="register the best model under NAME and promote it if it beats the champion")
+    parser.add_argument("--no-promote", action="store_true", help="register only; leave the aliases")
+    parser.add_argument("--no-refit", action="store_true",
+                        help="only run trials (an extra worker on a shared study)")
+    parser.add_argument("--no-baselines", action="store_true", help="skip the baselines in the table")
+    parser.add_argument("--out", default=None, help="also save the best model's artifact here")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args) -> int:
+    from features.errors import PatronError
+    from training.pipeline import load_purchases
+    from training.tune import BASELINES, TuneSettings, tune
+
+    fixed = {}
+    if args.fixed:
+        try:
+            fixed = json.loads(args.fixed)
+        except json.JSONDecodeError as exc:
+            raise PatronError(f"--fixed is not valid JSON ({exc})") from exc
+    models = tuple(m.strip() for m in args.models.split(",") if m.strip())
+    study = args.study or f"patron-{_stem(args.data)}"
+    settings = TuneSettings(
+        models=models, n_trials=args.trials, timeout=args.timeout, study=study,
+        storage=args.storage, metric=args.metric, mode=args.mode, holdout_days=args.holdout_days,
+        validation_days=args.validation_days, eval_every=args.eval_every, seed=args.seed,
+        max_val_customers=args.max_val_customers, fixed=fixed,
+        baselines=() if args.no_baselines else BASELINES, num_threads=args.threads,
+        refit=not args.no_refit, progress=not args.no_progress,
+    )
+    purchases = load_purchases(args.data)
+    result = tune(purchases, settings, tracking_uri=args.tracking_uri, experiment=args.experiment,
+                  register=args.register, source=args.data, out_dir=args.out,
+                  promote_registered=not args.no_promote)
+    print(f"split: {json.dumps(result.description['split'], default=str)}")
+    for o in result.outcomes:
+        best = "-" if o.best_value is None else f"{o.best_value:.4f}"
+        print(f"study {o.study_name}: trials {o.trials}, best validation {args.metric} = {best}")
+        if o.best_params:
+            print(f"  best params: {json.dumps(o.best_params, default=str)}")
+    if len(result.table):
+        print(_table(result.table))
+    if result.best is not None:
+        print(f"best model (by validation {args.metric}, {args.mode} mode): {result.best.model}")
+    if result.registered:
+        name, version = result.registered
+        print(f"registered {name} version {version}")
+        if result.promotion is not None:
+            p = result.promotion
+            print(f"promotion: {p.decision} ({p.reason})")
+    print(f"MLflow run {result.parent_run_id}")
+    return 0
+
+
+def _stem(data: str) -> str:
+    from pathlib import Path
+
+    return Path(data).stem if ("/" in data or "." in data) else data
+
+
+def _table(df) -> str:
+    cols = [c for c in df.columns if c in ("model", "mode", "fit_seconds", "val_value")
+            or c.split("@")[0] in ("precision", "recall", "ndcg", "map", "coverage")]
+    return df[cols].to_string(index=False, float_format=lambda v: f"{v:.4f}")
