@@ -1,0 +1,555 @@
+"""Pure recommendation logic over one loaded :class:`~features.artifact.ModelArtifact`.
+
+An :class:`Engine` precomputes what the hot path needs once per model (dense float32 item
+factors, normalised factors, popularity, item table columns aligned with the item index,
+id dictionaries) and answers ``recommend``, ``recommend_batch``, ``similar``,
+``cross_sell`` and ``up_sell`` with numpy only (no pandas per request). Scoring itself is
+:mod:`features.scoring` (the same code training evaluates with); the only local shortcut is
+the dot product for a known customer of a factor model, and a fold-in that reuses a
+precomputed ``Y^T Y`` (tested equal to :func:`features.scoring.fold_in`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from features import scoring
+from features.artifact import ModelArtifact
+from features.errors import PatronError
+from serving.filters import filter_mask
+from serving.schemas import Filters
+
+__all__ = ["Engine", "Result", "EngineCheckError"]
+
+NEG_INF = np.float32(-np.inf)
+REASON_SOURCES = 20  # history items considered when explaining a recommendation
+# a same-category item is a complement (not a substitute) when it is in at least this share
+# of the orders that hold the basket item (a second coffee machine almost never is)
+COMPLEMENT_MIN_CONFIDENCE = 0.3
+
+
+class EngineCheckError(PatronError):
+    """A freshly loaded model failed its sanity check."""
+
+
+@dataclass
+class Result:
+    """One ranked list: item indices, scores, reasons, and how it was made."""
+
+    items: np.ndarray
+    scores: np.ndarray
+    reasons: list[str | None]
+    strategy: str
+    warnings: list[str] = field(default_factory=list)
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    """Scale finite values of a 1-d array to [0, 1] (non-finite stay as they are)."""
+    fin = np.isfinite(x)
+    if not fin.any():
+        return x
+    lo, hi = x[fin].min(), x[fin].max()
+    span = hi - lo if hi > lo else 1.0
+    out = x.copy()
+    out[fin] = (x[fin] - lo) / span
+    return out
+
+
+class Engine:
+    """Serves one model artifact. Immutable after construction: safe to share by threads."""
+
+    def __init__(self, art: ModelArtifact, *, uri: str = "", version: str = "local") -> None:
+        self.art = art
+        self.uri = uri
+        self.version = version
+        self.kind = art.kind
+        self.n_items = art.n_items
+        self.item_ids = art.items.ids
+        self._cust_numeric = art.customers.is_numeric
+        self._item_numeric = art.items.is_numeric
+        self._cust_index = {k: i for i, k in enumerate(art.customers.ids.tolist())}
+        self._item_index = {k: i for i, k in enumerate(art.items.ids.tolist())}
+        self._item_id_list = art.items.ids.tolist()
+        h = sp.csr_matrix(art.history, dtype=np.float32)
+        h.sort_indices()
+        self.history = h
+        # popularity: the model's item_scores where it has them, else distinct buyers
+        if "item_scores" in art.arrays:
+            pop = np.asarray(art.arrays["item_scores"], dtype=np.float32)
+        else:
+            pop = np.bincount(h.indices, minlength=self.n_items).astype(np.float32)
+        self.popularity = np.ascontiguousarray(pop)
+        self._pop_order = np.argsort(-self.popularity, kind="stable")
+        cf_kind = art.params.get("cf_kind", art.kind) if art.kind == "blend" else art.kind
+        self.cf_kind = cf_kind
+        self.U = self.Yt = self.Yn = self._YtY = None
+        if cf_kind == "factors":
+            Y = np.asarray(art.arrays["item_factors"], dtype=np.float32)
+            self.Yt = np.ascontiguousarray(Y.T)
+            norms = np.linalg.norm(Y, axis=1)
+            norms[norms == 0] = 1.0
+            self.Yn = np.ascontiguousarray(Y / norms[:, None])
+            self.U = np.ascontiguousarray(np.asarray(art.arrays["user_factors"], np.float32))
+            reg = art.params.get("regularization")
+            mode = art.params.get("fold_in")
+            if mode is None:
+                mode = "als" if reg is not None and "alpha" in art.params else "mean"
+            if mode == "als":
+                Y64 = Y.astype(np.float64)
+                self._YtY = Y64.T @ Y64 + float(reg) * np.eye(Y.shape[1])
+                self._Y64 = Y64
+        self.similarity = art.arrays.get("similarity") if cf_kind == "item_item" else None
+        if self.similarity is not None and sp.issparse(self.similarity):
+            self.similarity = sp.csr_matrix(self.similarity)
+        self._item_table(art.item_table)
+        self.xsell_lift = self._csr(art.arrays.get("xsell_lift"))
+        self.xsell_conf = self._csr(art.arrays.get("xsell_confidence"))
+
+    # ---- set-up -------------------------------------------------------------------
+    def _csr(self, a) -> sp.csr_matrix | None:
+        if a is None:
+            return None
+        a = sp.csr_matrix(a, dtype=np.float32)
+        if a.shape != (self.n_items, self.n_items):
+            return None
+        return a
+
+    def _item_table(self, table: pd.DataFrame | None) -> None:
+        n = self.n_items
+        self.category_codes = np.full(n, -1, dtype=np.int32)
+        self.categories: list[str] = []
+        self.category_index: dict[str, int] = {}
+        self.prices = np.full(n, np.nan, dtype=np.float64)
+        self.tiers = np.full(n, np.nan, dtype=np.float64)
+        self.tier_labels: dict[int, str] = {}
+        self.names: list[str | None] = [None] * n
+        if table is None or "item_id" not in table.columns or len(table) == 0:
+            return
+        idx = self.art.items.index_of(table["item_id"].to_numpy(), missing="ignore")
+        ok = idx >= 0
+        t = table[ok]
+        idx = idx[ok]
+        if "category" in t.columns:
+            cats = t["category"].astype("string").fillna("")
+            codes, uniques = pd.factorize(cats)
+            self.categories = [str(u) for u in uniques]
+            self.category_index = {c: i for i, c in enumerate(self.categories) if c}
+            codes = np.where(cats.to_numpy() == "", -1, codes)
+            self.category_codes[idx] = codes
+        if "price" in t.columns:
+            self.prices[idx] = pd.to_numeric(t["price"], errors="coerce").to_numpy(float)
+        if "price_tier" in t.columns:
+            tier = t["price_tier"]
+            if isinstance(tier.dtype, pd.CategoricalDtype) and tier.cat.ordered:
+                vals = tier.cat.codes.to_numpy().astype(float)
+                vals[vals < 0] = np.nan
+                self.tier_labels = dict(enumerate(str(c) for c in tier.cat.categories))
+            else:
+                vals = pd.to_numeric(tier, errors="coerce").to_numpy(float)
+                if np.isnan(vals).all() and tier.notna().any():
+                    order = {"low": 0, "budget": 0, "mid": 1, "medium": 1, "standard": 1,
+                             "high": 2, "premium": 3}
+                    vals = tier.astype(str).str.lower().map(order).to_numpy(float)
+                    self.tier_labels = {v: k for k, v in order.items()}
+            self.tiers[idx] = vals
+        if "item_name" in t.columns:
+            names = t["item_name"].astype("string").fillna("").to_numpy()
+            for i, nm in zip(idx.tolist(), names.tolist(), strict=True):
+                self.names[i] = nm or None
+
+    # ---- ids ----------------------------------------------------------------------
+    @staticmethod
+    def _key(value, numeric: bool):
+        if numeric:
+            if isinstance(value, bool):
+                return None
+            if isinstance(value, int):
+                return value
+            try:
+                f = float(str(value).strip())
+            except ValueError:
+                return None
+            return int(f) if f.is_integer() else None
+        return str(value)
+
+    def customer_row(self, customer_id) -> int:
+        """Row of a customer, or -1 when the model does not know them."""
+        if customer_id is None:
+            return -1
+        return self._cust_index.get(self._key(customer_id, self._cust_numeric), -1)
+
+    def item_rows(self, item_ids) -> tuple[np.ndarray, list]:
+        """Indices of known ``item_ids`` (order kept, duplicates dropped) and the unknown ids."""
+        out: list[int] = []
+        unknown: list = []
+        seen: set[int] = set()
+        for v in item_ids or ():
+            i = self._item_index.get(self._key(v, self._item_numeric), -1)
+            if i < 0:
+                unknown.append(v)
+            elif i not in seen:
+                seen.add(i)
+                out.append(i)
+        return np.asarray(out, dtype=np.int64), unknown
+
+    def item_id(self, idx: int):
+        return self._item_id_list[idx]
+
+    def item_label(self, idx: int) -> str:
+        name = self.names[idx]
+        return f"{name} ({self._item_id_list[idx]})" if name else str(self._item_id_list[idx])
+
+    def mask(self, filters: Filters | None, warnings: list[str]) -> np.ndarray | None:
+        return filter_mask(
+            filters,
+            category_codes=self.category_codes,
+            category_index=self.category_index,
+            prices=self.prices,
+            lookup_items=self.item_rows,
+            warnings=warnings,
+        )
+
+    # ---- scoring ------------------------------------------------------------------
+    def fold_in(self, history: sp.csr_matrix) -> np.ndarray:
+        """:func:`features.scoring.fold_in` with ``Y^T Y`` computed once per model."""
+        if self._YtY is None:
+            return scoring.fold_in(self.art, history)
+        history = sp.csr_matrix(history)
+        Y, YtY = self._Y64, self._YtY
+        alpha = float(self.art.params.get("alpha", 1.0))
+        out = np.zeros((history.shape[0], Y.shape[1]), dtype=np.float32)
+        for r in range(history.shape[0]):  # one small solve per cold row (cart-sized)
+            lo, hi = history.indptr[r], history.indptr[r + 1]
+            if lo == hi:
+                continue
+            Yi = Y[history.indices[lo:hi]]
+            c = alpha * history.data[lo:hi].astype(np.float64)
+            A = YtY + (Yi * (c - 1.0)[:, None]).T @ Yi
+            out[r] = np.linalg.solve(A, (Yi * c[:, None]).sum(axis=0))
+        return out
+
+    def _history_with(self, row: int, context: np.ndarray) -> sp.csr_matrix:
+        """The customer's training history (if any) plus context items (weight 1 or more)."""
+        base = np.zeros(self.n_items, dtype=np.float32)
+        if row >= 0:
+            lo, hi = self.history.indptr[row], self.history.indptr[row + 1]
+            base[self.history.indices[lo:hi]] = self.history.data[lo:hi]
+        if len(context):
+            w = max(1.0, float(self.history.data.max()) if self.history.nnz else 1.0)
+            base[context] = np.maximum(base[context], w)
+        return sp.csr_matrix(base[None, :])
+
+    def score_row(self, row: int, context: np.ndarray) -> tuple[np.ndarray, str]:
+        """Scores of all items for one customer (row -1 = unknown) and the strategy used."""
+        if row < 0 and not len(context):
+            return self.popularity.copy(), "popularity"
+        if self.kind == "factors":
+            if not len(context):
+                return self.U[row] @ self.Yt, "personalised"
+            users = self.fold_in(self._history_with(row, context))
+            return users[0] @ self.Yt, ("context" if row >= 0 else "folded_in")
+        if self.kind == "popularity":
+            return self.popularity.copy(), "popularity"
+        rows = np.array([row])
+        hist = self._history_with(row, context)
+        s = scoring.score(self.art, rows, hist)[0]
+        if row >= 0:
+            return s, ("context" if len(context) else "personalised")
+        return s, ("item_knn" if self.cf_kind == "item_item" else "folded_in")
+
+    @staticmethod
+    def _top(s: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+        n = int(min(n, s.shape[0]))
+        if n <= 0:
+            return np.empty(0, np.int64), np.empty(0, np.float32)
+        part = np.argpartition(-s, n - 1)[:n] if n < s.shape[0] else np.arange(s.shape[0])
+        part = part[np.argsort(-s[part], kind="stable")]
+        vals = s[part]
+        keep = np.isfinite(vals)
+        return part[keep].astype(np.int64), vals[keep].astype(np.float32)
+
+    # ---- explanations -------------------------------------------------------------
+    def _sources(self, row: int, context: np.ndarray) -> np.ndarray:
+        src = list(context[:REASON_SOURCES])
+        if row >= 0 and len(src) < REASON_SOURCES:
+            lo, hi = self.history.indptr[row], self.history.indptr[row + 1]
+            idx, w = self.history.indices[lo:hi], self.history.data[lo:hi]
+            take = idx[np.argsort(-w, kind="stable")[: REASON_SOURCES - len(src)]]
+            src.extend(take.tolist())
+        return np.asarray(src, dtype=np.int64)
+
+    def _similarity_block(self, sources: np.ndarray, targets: np.ndarray) -> np.ndarray | None:
+        if not len(sources) or not len(targets):
+            return None
+        if self.Yn is not None:
+            return self.Yn[sources] @ self.Yn[targets].T
+        if self.similarity is not None:
+            S = self.similarity
+            block = S[sources][:, targets]
+            return block.toarray() if sp.issparse(block) else np.asarray(block)
+        return None
+
+    def reasons(self, row: int, context: np.ndarray, items: np.ndarray) -> list[str | None]:
+        """A short reason per item: "bought with X" (cart rules), else "similar to Y"."""
+        out: list[str | None] = [None] * len(items)
+        if not len(items):
+            return out
+        if len(context) and self.xsell_lift is not None:
+            block = self.xsell_lift[context][:, items].toarray()
+            best = block.argmax(axis=0)
+            for j in np.flatnonzero(block.max(axis=0) > 1.0):
+                out[j] = f"bought with {self.item_label(int(context[best[j]]))}"
+        sources = self._sources(row, context)
+        block = self._similarity_block(sources, items)
+        if block is not None:
+            best = block.argmax(axis=0)
+            good = block.max(axis=0) > 0
+            for j in range(len(items)):
+                if out[j] is None and good[j]:
+                    out[j] = f"similar to {self.item_label(int(sources[best[j]]))}"
+        return out
+
+    # ---- endpoints ----------------------------------------------------------------
+    def recommend(
+        self,
+        customer_id,
+        n: int = 10,
+        *,
+        exclude_bought: bool = True,
+        context_items=None,
+        filters: Filters | None = None,
+    ) -> Result:
+        warnings: list[str] = []
+        row = self.customer_row(customer_id)
+        context, unknown = self.item_rows(context_items)
+        if unknown:
+            warnings.append(f"context_items: unknown item ids ignored {unknown[:10]}")
+        if customer_id is not None and row < 0:
+            warnings.append("customer_id: unknown customer")
+        s, strategy = self.score_row(row, context)
+        s = np.asarray(s, dtype=np.float32)
+        if not s.flags.writeable:
+            s = s.copy()
+        if exclude_bought and row >= 0:
+            lo, hi = self.history.indptr[row], self.history.indptr[row + 1]
+            s[self.history.indices[lo:hi]] = NEG_INF
+        if len(context):
+            s[context] = NEG_INF
+        allowed = self.mask(filters, warnings)
+        if allowed is not None:
+            s[~allowed] = NEG_INF
+        items, scores = self._top(s, n)
+        if strategy == "popularity":
+            reasons: list[str | None] = ["popular"] * len(items)
+        else:
+            reasons = self.reasons(row, context, items)
+        return Result(items, scores, reasons, strategy, warnings)
+
+    def recommend_batch(
+        self,
+        customer_ids: list,
+        n: int = 10,
+        *,
+        exclude_bought: bool = True,
+        filters: Filters | None = None,
+    ) -> tuple[list[Result], list[str]]:
+        """Lists for many customers from one matrix product (unknown ones: popularity)."""
+        warnings: list[str] = []
+        rows = np.asarray([self.customer_row(c) for c in customer_ids], dtype=np.int64)
+        known = rows >= 0
+        if (~known).any():
+            unknown = [c for c, k in zip(customer_ids, known, strict=True) if not k]
+            warnings.append(f"customer_ids: unknown customers get popularity {unknown[:10]}")
+        S = np.empty((len(rows), self.n_items), dtype=np.float32)
+        if known.any():
+            kr = rows[known]
+            if self.kind == "factors":
+                S[known] = self.U[kr] @ self.Yt
+            else:
+                S[known] = scoring.score(self.art, kr)
+        S[~known] = self.popularity
+        exclude = None
+        if exclude_bought:
+            exclude = scoring.history_rows(self.art, np.where(known, rows, -1))
+        allowed = self.mask(filters, warnings)
+        idx, vals = scoring.top_k(S, n, exclude=exclude, allowed=allowed)
+        results = []
+        for i in range(len(rows)):
+            keep = idx[i] >= 0
+            strategy = "personalised" if known[i] else "popularity"
+            results.append(Result(idx[i][keep], vals[i][keep], [None] * int(keep.sum()), strategy))
+        return results, warnings
+
+    def similar(self, item_id, n: int = 10, filters: Filters | None = None) -> Result:
+        warnings: list[str] = []
+        rows, unknown = self.item_rows([item_id])
+        if unknown:
+            raise KeyError(f"item_id: unknown item {item_id!r}")
+        i = int(rows[0])
+        if self.Yn is not None:
+            s = self.Yn[i] @ self.Yn.T
+        else:
+            s = scoring.item_similarity(self.art, rows)[0]
+        s = np.asarray(s, dtype=np.float32).copy()
+        s[i] = NEG_INF
+        allowed = self.mask(filters, warnings)
+        if allowed is not None:
+            s[~allowed] = NEG_INF
+        items, scores = self._top(s, n)
+        keep = scores > 0
+        items, scores = items[keep], scores[keep]
+        label = self.item_label(i)
+        return Result(items, scores, [f"similar to {label}"] * len(items), "similar", warnings)
+
+    def _personal(self, customer_id, warnings: list[str]) -> np.ndarray | None:
+        if customer_id is None:
+            return None
+        row = self.customer_row(customer_id)
+        if row < 0:
+            warnings.append("customer_id: unknown customer, list not personalised")
+            return None
+        s, _ = self.score_row(row, np.empty(0, np.int64))
+        return np.asarray(s, dtype=np.float32)
+
+    def cross_sell(
+        self,
+        item_ids: list,
+        n: int = 10,
+        *,
+        customer_id=None,
+        include_substitutes: bool = False,
+        filters: Filters | None = None,
+    ) -> Result:
+        """Complements of an item or basket: items bought in the same orders far more often
+        than chance (lift > 1, from the artifact's mined rules). Substitutes (same category,
+        rarely in the same order: confidence < ``COMPLEMENT_MIN_CONFIDENCE``) are left out
+        unless ``include_substitutes``."""
+        warnings: list[str] = []
+        basket, unknown = self.item_rows(item_ids)
+        if unknown:
+            warnings.append(f"item_ids: unknown item ids ignored {unknown[:10]}")
+        if not len(basket):
+            raise KeyError("item_ids: no known item")
+        strategy = "cross_sell"
+        if self.xsell_lift is not None:
+            block = self.xsell_lift[basket]
+            lift = np.asarray(block.max(axis=0).todense()).ravel().astype(np.float32)
+            s = np.where(lift > 1.0, lift, NEG_INF).astype(np.float32)
+            conf = None
+            if self.xsell_conf is not None:  # break lift ties by confidence
+                conf = np.asarray(self.xsell_conf[basket].max(axis=0).todense()).ravel()
+                s = s + np.float32(1e-3) * conf.astype(np.float32)
+        else:
+            s = np.full(self.n_items, NEG_INF, dtype=np.float32)
+            conf = None
+        s[basket] = NEG_INF
+        if not include_substitutes:
+            cats = self.category_codes[basket]
+            cats = cats[cats >= 0]
+            if len(cats):
+                same = np.isin(self.category_codes, cats)
+                if conf is not None:
+                    same &= conf < COMPLEMENT_MIN_CONFIDENCE
+                s[same] = NEG_INF
+        allowed = self.mask(filters, warnings)
+        if allowed is not None:
+            s[~allowed] = NEG_INF
+        if not np.isfinite(s).any():
+            # no mined rules for these items: fall back to similar items of other categories
+            strategy = "similar_fallback"
+            warnings.append("no cross-sell rules for these items; similar items instead")
+            sims = self._similarity_block(basket, np.arange(self.n_items))
+            if sims is None:
+                sims = scoring.item_similarity(self.art, basket)
+            fb = np.asarray(sims, dtype=np.float32).max(axis=0)
+            fb[basket] = NEG_INF
+            fb[~np.isfinite(s) & (fb <= 0)] = NEG_INF
+            if not include_substitutes:
+                cats = self.category_codes[basket]
+                cats = cats[cats >= 0]
+                if len(cats):
+                    fb[np.isin(self.category_codes, cats)] = NEG_INF
+            if allowed is not None:
+                fb[~allowed] = NEG_INF
+            s = fb
+        personal = self._personal(customer_id, warnings)
+        if personal is not None:
+            fin = np.isfinite(s)
+            s = np.where(fin, 0.7 * _unit(np.where(fin, s, 0)) + 0.3 * _unit(personal), NEG_INF)
+            s = s.astype(np.float32)
+            strategy += "+personalised"
+        items, scores = self._top(s, n)
+        reasons: list[str | None] = []
+        if self.xsell_lift is not None and strategy.startswith("cross_sell") and len(items):
+            block = self.xsell_lift[basket][:, items].toarray()
+            src = basket[block.argmax(axis=0)]
+            reasons = [f"bought with {self.item_label(int(b))}" for b in src]
+        else:
+            reasons = self.reasons(-1, basket, items)
+        return Result(items, scores, reasons, strategy, warnings)
+
+    def up_sell(
+        self, item_id, n: int = 10, *, customer_id=None, filters: Filters | None = None
+    ) -> Result:
+        """Same category, higher price tier (never cheaper), most similar first."""
+        warnings: list[str] = []
+        rows, unknown = self.item_rows([item_id])
+        if unknown:
+            raise KeyError(f"item_id: unknown item {item_id!r}")
+        i = int(rows[0])
+        cat, price, tier = self.category_codes[i], self.prices[i], self.tiers[i]
+        if cat < 0 or not np.isfinite(price):
+            warnings.append("item has no category or price in the model's item table")
+            return Result(np.empty(0, np.int64), np.empty(0, np.float32), [], "up_sell", warnings)
+        with np.errstate(invalid="ignore"):
+            ok = (self.category_codes == cat) & (self.prices > price)
+            if np.isfinite(tier):
+                ok &= self.tiers > tier
+        ok[i] = False
+        sims = self._similarity_block(rows, np.arange(self.n_items))
+        if sims is None:
+            sims = scoring.item_similarity(self.art, rows)
+        s = np.asarray(sims, dtype=np.float32)[0].copy()
+        s[~ok] = NEG_INF
+        allowed = self.mask(filters, warnings)
+        if allowed is not None:
+            s[~allowed] = NEG_INF
+        strategy = "up_sell"
+        personal = self._personal(customer_id, warnings)
+        if personal is not None:
+            fin = np.isfinite(s)
+            s = np.where(fin, 0.7 * _unit(np.where(fin, s, 0)) + 0.3 * _unit(personal), NEG_INF)
+            s = s.astype(np.float32)
+            strategy += "+personalised"
+        items, scores = self._top(s, n)
+        label = self.item_label(i)
+        reasons = []
+        for j in items.tolist():
+            t = self.tiers[j]
+            tl = self.tier_labels.get(int(t), str(int(t))) if np.isfinite(t) else None
+            extra = f"{tl} tier, " if tl is not None else ""
+            reasons.append(f"upgrade of {label}: {extra}price {self.prices[j]:.2f}")
+        return Result(items, scores, reasons, strategy, warnings)
+
+    # ---- checks -------------------------------------------------------------------
+    def check(self) -> dict:
+        """Sanity check before serving: finite scores, and a known customer gets a list."""
+        if self.n_items == 0:
+            raise EngineCheckError("model has no items")
+        if not np.isfinite(self.popularity).all():
+            raise EngineCheckError("popularity scores are not finite")
+        counts = np.diff(self.history.indptr)
+        if len(counts) == 0:
+            raise EngineCheckError("model knows no customers")
+        row = int(np.argmax(counts))
+        s, _ = self.score_row(row, np.empty(0, np.int64))
+        if not np.isfinite(np.asarray(s)).all():
+            raise EngineCheckError(f"scores for customer row {row} are not finite")
+        res = self.recommend(self.art.customers.ids[row].item(), 10, exclude_bought=False)
+        if len(res.items) == 0:
+            raise EngineCheckError("recommend for a known customer returned nothing")
+        return {"customer": str(self.art.customers.ids[row]), "items": len(res.items)}

@@ -1,0 +1,260 @@
+"""The append-only exposure log: one JSON line per served list, on disk before the answer.
+
+Record (docs/ARCHITECTURE.md)::
+
+    {"ts": 1764079000.12, "request_id": "...", "endpoint": "recommend", "experiment": "default",
+     "variant": "control", "model_version": "patron/3", "strategy": "personalised",
+     "customer_key": "<HMAC-SHA256(secret, customer_id)>", "items": [...]}
+
+Interleaved lists add ``"teams"``: the variant that contributed each item, in order.
+
+Durability: writers hand records to one thread per process that appends everything queued
+so far in a single ``write`` (O_APPEND) and ``fsync``\\ s once (group commit); a request is
+answered only after its record is on disk. Several worker processes may append to the same
+file. The secret for customer keys comes from ``PATRON_EXPOSURE_SECRET``, else from a key
+file beside the log (``<log>.key``, created once, mode 0600), so keys are stable across
+workers and restarts and the raw id is never written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import hashlib
+import hmac
+import json
+import logging
+import os
+import queue
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+
+from features.errors import PatronError
+
+__all__ = [
+    "ExposureLog", "ExposureLogError", "read_exposures", "customer_key", "load_secret", "COLUMNS",
+]
+
+log = logging.getLogger("patron.exposure")
+COLUMNS = [
+    "ts", "request_id", "endpoint", "experiment", "variant", "model_version", "strategy",
+    "customer_key", "items",
+]
+SECRET_ENV = "PATRON_EXPOSURE_SECRET"
+
+
+class ExposureLogError(PatronError):
+    """The exposure log cannot be written or read."""
+
+
+def customer_key(secret: bytes, customer_id) -> str | None:
+    """Pseudonymous key of a customer id (None for anonymous requests)."""
+    if customer_id is None:
+        return None
+    return hmac.new(secret, str(customer_id).encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def load_secret(log_path: str | os.PathLike) -> bytes:
+    """The HMAC secret: env ``PATRON_EXPOSURE_SECRET``, else ``<log>.key`` (created once)."""
+    env = os.environ.get(SECRET_ENV)
+    if env:
+        return env.encode()
+    key = Path(f"{log_path}.key")
+    key.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        for _ in range(50):  # another worker may be writing it right now
+            data = key.read_bytes().strip()
+            if data:
+                return data
+            time.sleep(0.02)
+        raise ExposureLogError(f"{key}: exposure key file is empty") from None
+    with os.fdopen(fd, "wb") as f:
+        f.write(secrets.token_hex(32).encode())
+        f.flush()
+        os.fsync(f.fileno())
+    return key.read_bytes().strip()
+
+
+def _repair_tail(fd: int, path: Path) -> None:
+    """Cut a torn last line (a crash mid-append) so new records start on a fresh line.
+
+    The cut bytes are kept in ``<log>.torn-<ns>`` for inspection.
+    """
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        size = os.fstat(fd).st_size
+        if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
+            return
+        back = min(size, 1 << 20)
+        tail = os.pread(fd, back, size - back)
+        cut = tail.rfind(b"\n")
+        keep = size - back + cut + 1 if cut >= 0 else (0 if back == size else size)
+        torn = os.pread(fd, size - keep, keep)
+        Path(f"{path}.torn-{time.time_ns()}").write_bytes(torn)
+        os.ftruncate(fd, keep)
+        os.fsync(fd)
+        log.warning("%s: cut a torn last line (%d bytes) left by a crash", path, len(torn))
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+class ExposureLog:
+    """Append-only JSONL with group commit; ``write``/``write_async`` return once durable."""
+
+    def __init__(self, path: str | os.PathLike, secret: bytes | None = None) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        new = not self.path.exists()
+        try:
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o640)
+        except OSError as exc:
+            raise ExposureLogError(f"{self.path}: cannot open exposure log ({exc})") from exc
+        if new:
+            dfd = os.open(self.path.parent, os.O_RDONLY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+        _repair_tail(self._fd, self.path)
+        self.secret = secret if secret is not None else load_secret(self.path)
+        self._q: queue.SimpleQueue = queue.SimpleQueue()
+        self._closed = False
+        self.batches = 0
+        self.records = 0
+        self._thread = threading.Thread(target=self._run, name="exposure-writer", daemon=True)
+        self._thread.start()
+
+    def key(self, customer_id) -> str | None:
+        return customer_key(self.secret, customer_id)
+
+    # ---- writer thread --------------------------------------------------------------
+    def _run(self) -> None:
+        while True:
+            first = self._q.get()
+            if first is None:
+                return
+            batch = [first]
+            stop = False
+            while True:
+                try:
+                    nxt = self._q.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    stop = True
+                    break
+                batch.append(nxt)
+            data = b"".join(b for b, _ in batch)
+            err: BaseException | None = None
+            try:
+                view = memoryview(data)
+                while view:
+                    n = os.write(self._fd, view)
+                    view = view[n:]
+                os.fsync(self._fd)
+                self.batches += 1
+                self.records += len(batch)
+            except OSError as exc:
+                err = ExposureLogError(f"{self.path}: exposure write failed ({exc})")
+                log.error("%s", err)
+            for _, done in batch:
+                done(err)
+            if stop:
+                return
+
+    @staticmethod
+    def encode(record: dict) -> bytes:
+        return (json.dumps(record, separators=(",", ":"), default=str) + "\n").encode()
+
+    def _submit(self, record: dict, done: Callable[[BaseException | None], None]) -> None:
+        if self._closed:
+            raise ExposureLogError(f"{self.path}: exposure log is closed")
+        self._q.put((self.encode(record), done))
+
+    def write(self, record: dict, timeout: float = 10.0) -> None:
+        """Append one record; returns once it is on disk (raises if it could not be)."""
+        ev = threading.Event()
+        box: list[BaseException | None] = [None]
+
+        def done(err: BaseException | None) -> None:
+            box[0] = err
+            ev.set()
+
+        self._submit(record, done)
+        if not ev.wait(timeout):
+            raise ExposureLogError(f"{self.path}: exposure write timed out")
+        if box[0] is not None:
+            raise box[0]
+
+    async def write_async(self, record: dict) -> None:
+        """Like :meth:`write` without blocking the event loop."""
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+
+        def _set(err: BaseException | None) -> None:
+            if fut.done():
+                return
+            if err is None:
+                fut.set_result(None)
+            else:
+                fut.set_exception(err)
+
+        self._submit(record, lambda err: loop.call_soon_threadsafe(_set, err))
+        await fut
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._q.put(None)
+        self._thread.join(timeout=10)
+        os.close(self._fd)
+
+
+def read_exposures(path: str | os.PathLike) -> tuple[pd.DataFrame, dict | None]:
+    """All complete records of an exposure log, and the torn last line if there is one.
+
+    ``torn`` is ``None`` or ``{"path", "line", "offset", "bytes", "text"}`` (1-based line
+    number, byte offset where the torn line starts, its length and its first 200 chars).
+    A bad line that is *not* the last one raises :class:`ExposureLogError` naming it.
+    """
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except OSError as exc:
+        raise ExposureLogError(f"{p}: cannot read exposure log ({exc})") from exc
+    lines = raw.split(b"\n")
+    tail = lines.pop()  # b"" when the file ends with a newline
+    torn = None
+    records = []
+    offset = 0
+    for i, line in enumerate(lines, start=1):
+        if line.strip():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise ExposureLogError(f"{p}: line {i} is not valid JSON ({exc.msg})") from exc
+        offset += len(line) + 1
+    if tail:
+        torn = {
+            "path": str(p),
+            "line": len(lines) + 1,
+            "offset": offset,
+            "bytes": len(tail),
+            "text": tail[:200].decode("utf-8", "replace"),
+        }
+    df = pd.DataFrame.from_records(records)
+    for c in COLUMNS:
+        if c not in df.columns:
+            df[c] = pd.Series(dtype=object)
+    if len(df):
+        df["ts"] = df["ts"].astype(float)
+    extra = [c for c in df.columns if c not in COLUMNS]
+    return df[COLUMNS + extra], torn

@@ -1,0 +1,118 @@
+"""Load a model for serving from a local artifact path or the MLflow registry.
+
+URIs: ``models:/NAME@alias`` (default ``models:/patron@champion``), ``models:/NAME/VERSION``,
+or a local directory holding a Patron artifact (``manifest.json``) or an MLflow model
+directory with the artifact at ``artifacts/patron_model/``. The registry is read with
+MLFLOW_TRACKING_URI / MLFLOW_REGISTRY_URI as MLflow itself reads them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from features.artifact import ArtifactError, load_artifact
+from features.errors import PatronError
+from serving.engine import Engine
+
+__all__ = ["DEFAULT_URI", "LoadedModel", "ModelLoadError", "resolve_local", "load_engine"]
+
+DEFAULT_URI = "models:/patron@champion"
+MLFLOW_SUBDIR = Path("artifacts") / "patron_model"
+
+
+class ModelLoadError(PatronError):
+    """The model URI cannot be resolved or its artifact cannot be read."""
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    engine: Engine
+    info: dict
+
+
+def resolve_local(path: str | os.PathLike) -> Path:
+    """The artifact directory inside ``path`` (the path itself, or its MLflow layout)."""
+    p = Path(path)
+    if p.as_posix().startswith("file:"):
+        p = Path(p.as_posix()[5:])
+    for cand in (p, p / MLFLOW_SUBDIR, p / "patron_model"):
+        if (cand / "manifest.json").is_file():
+            return cand
+    if p.is_dir():
+        found = sorted(p.rglob("manifest.json"))
+        if found:
+            return found[0].parent
+    raise ModelLoadError(f"{path}: no Patron model artifact (manifest.json) found there")
+
+
+def _registry(uri: str, cache_dir: str | None) -> tuple[Path, dict]:
+    import mlflow
+    from mlflow import MlflowClient
+
+    spec = uri[len("models:/"):]
+    client = MlflowClient()
+    try:
+        if "@" in spec:
+            name, alias = spec.split("@", 1)
+            mv = client.get_model_version_by_alias(name, alias)
+        else:
+            name, _, version = spec.partition("/")
+            mv = client.get_model_version(name, version)
+            alias = None
+    except Exception as exc:  # MlflowException, connection errors
+        raise ModelLoadError(f"{uri}: cannot resolve in the MLflow registry ({exc})") from exc
+    dst = tempfile.mkdtemp(prefix=f"patron-{name}-v{mv.version}-", dir=cache_dir)
+    try:
+        local = mlflow.artifacts.download_artifacts(f"models:/{name}/{mv.version}", dst_path=dst)
+    except Exception as exc:
+        raise ModelLoadError(f"{uri}: cannot download version {mv.version} ({exc})") from exc
+    info = {
+        "registry_name": name,
+        "alias": alias,
+        "registry_version": str(mv.version),
+        "run_id": mv.run_id,
+        "version": f"{name}/{mv.version}",
+    }
+    return resolve_local(local), info
+
+
+def load_engine(uri: str, *, cache_dir: str | None = None, check: bool = True) -> LoadedModel:
+    """Resolve ``uri``, read the artifact, build an :class:`Engine` and sanity-check it."""
+    if uri.startswith("models:/"):
+        path, info = _registry(uri, cache_dir)
+    else:
+        path = resolve_local(uri)
+        info = {}
+    try:
+        art = load_artifact(path)
+    except ArtifactError as exc:
+        raise ModelLoadError(f"{uri}: {exc}") from exc
+    manifest = json.loads((path / "manifest.json").read_text())
+    created = manifest.get("created_at", "")
+    version = info.get("version") or f"{art.model_name}@{created or 'local'}"
+    try:
+        engine = Engine(art, uri=uri, version=version)
+        checked = engine.check() if check else {}
+    except PatronError:
+        raise
+    except Exception as exc:  # broken arrays: shapes, dtypes, missing keys
+        raise ModelLoadError(f"{uri}: model cannot serve ({type(exc).__name__}: {exc})") from exc
+    info.update(
+        uri=uri,
+        path=str(path),
+        version=version,
+        model_name=art.model_name,
+        kind=art.kind,
+        created_at=created,
+        n_customers=art.n_customers,
+        n_items=art.n_items,
+        has_item_table=art.item_table is not None,
+        has_cross_sell="xsell_lift" in art.arrays,
+        data=art.metadata.get("data", art.metadata),
+        check=checked,
+    )
+    return LoadedModel(engine=engine, info=info)

@@ -1,0 +1,45 @@
+"""Patron's own Prometheus counters, exported on BentoML's ``/metrics``.
+
+Created lazily inside the worker (after BentoML sets ``PROMETHEUS_MULTIPROC_DIR``), so
+counts from every worker process add up on ``/metrics``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+
+__all__ = ["Metrics", "get_metrics"]
+
+
+@dataclass(frozen=True)
+class Metrics:
+    requests: object  # Counter(endpoint, strategy, variant)
+    fallbacks: object  # Counter(endpoint, strategy)
+    unknown_ids: object  # Counter(endpoint, kind)
+    client_errors: object  # Counter(endpoint)
+    reloads: object  # Counter(outcome)
+
+    def served(self, endpoint: str, strategy: str, variant: str) -> None:
+        self.requests.labels(endpoint=endpoint, strategy=strategy, variant=variant).inc()
+        if "fallback" in strategy or strategy == "popularity":
+            self.fallbacks.labels(endpoint=endpoint, strategy=strategy).inc()
+
+
+@cache
+def get_metrics() -> Metrics:
+    import prometheus_client as pc
+
+    return Metrics(
+        requests=pc.Counter(
+            "patron_requests", "Lists served", ["endpoint", "strategy", "variant"]
+        ),
+        fallbacks=pc.Counter(
+            "patron_fallbacks", "Lists served by a fallback strategy", ["endpoint", "strategy"]
+        ),
+        unknown_ids=pc.Counter(
+            "patron_unknown_ids", "Requests naming unknown ids", ["endpoint", "kind"]
+        ),
+        client_errors=pc.Counter("patron_client_errors", "Requests refused (4xx)", ["endpoint"]),
+        reloads=pc.Counter("patron_reloads", "Model reloads", ["outcome"]),
+    )
