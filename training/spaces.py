@@ -135,6 +135,28 @@ def suggest(model: str, trial: optuna.Trial, fixed: dict[str, Any] | None = None
 
     if model not in SPACES:
         raise PatronError(f"no search space for model {model!r}; tunable: {sorted(SPACES)}")
-    params = SPACES[model](trial)
-    params.update(fixed or {})
+    fixed = dict(fixed or {})
+    params = SPACES[model](_Pinned(trial, fixed) if fixed else trial)
+    params.update(fixed)
     return params
+
+
+class _Pinned:
+    """A trial whose pinned names return their fixed value without being searched."""
+
+    def __init__(self, trial: optuna.Trial, fixed: dict[str, Any]):
+        self._trial, self._fixed = trial, fixed
+
+    def _get(self, kind: str, name: str, *args, **kwargs):
+        if name in self._fixed:
+            return self._fixed[name]
+        return getattr(self._trial, kind)(name, *args, **kwargs)
+
+    def suggest_int(self, name: str, *args, **kwargs):
+        return self._get("suggest_int", name, *args, **kwargs)
+
+    def suggest_float(self, name: str, *args, **kwargs):
+        return self._get("suggest_float", name, *args, **kwargs)
+
+    def suggest_categorical(self, name: str, *args, **kwargs):
+        return self._get("suggest_categorical", name, *args, **kwargs)

@@ -187,9 +187,9 @@ class MLflowTrialCallback:
                 metrics.append(Metric(metric_key(k), float(v), now, 0))
         if trial.duration is not None:
             metrics.append(Metric("duration_seconds", trial.duration.total_seconds(), now, 0))
-        params = [Param(k, str(v)[:6000]) for k, v in trial.params.items()]
-        params += [Param(k, str(v)[:6000]) for k, v in trial.user_attrs.get("params", {}).items()
-                   if k not in trial.params]
+        used = dict(trial.user_attrs.get("params", {}))  # what the fit really used
+        used.update({k: v for k, v in trial.params.items() if k not in used})
+        params = [Param(k, str(v)[:6000]) for k, v in used.items()]
         c.log_batch(run.info.run_id, metrics=metrics, params=params)
         c.set_terminated(run.info.run_id, status=status, end_time=end)
 

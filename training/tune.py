@@ -90,6 +90,7 @@ class TuneSettings:
     refit: bool = True
     progress: bool = True
     n_startup_trials: int = 5
+    pruner: Any = None  # an optuna pruner; None = MedianPruner over the epoch reports
 
 
 @dataclass
@@ -166,7 +167,7 @@ def open_study(storage, name: str, settings: TuneSettings):
         seed=settings.seed + n_before,  # a resumed study does not replay its first trials
         n_startup_trials=settings.n_startup_trials,
     )
-    pruner = optuna.pruners.MedianPruner(
+    pruner = settings.pruner or optuna.pruners.MedianPruner(
         n_startup_trials=max(2, settings.n_startup_trials // 2),
         n_warmup_steps=settings.eval_every,
     )
