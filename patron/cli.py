@@ -22,6 +22,8 @@ COMMANDS: dict[str, str] = {
     "train": "train",
     "tune": "tune",
     "promote": "promote",
+    "compare": "compare",
+    "ab": "ab",
 }
 
 
