@@ -33,7 +33,7 @@ MODE_TEXT = {
     "new": "relevant = test items never bought in train; already-bought items filtered",
     "repeat": "relevant = every distinct test item; nothing filtered",
 }
-_SCORE_CELLS = 1 << 24  # dense score cells per batch (~64 MB of float32)
+_SCORE_CELLS = 1 << 22  # dense score cells per batch (~16 MB of float32)
 
 __all__ = [
     "MODES",
