@@ -23,6 +23,7 @@ from features.artifact import ArtifactError, load_artifact
 from features.errors import PatronError
 from features.idmap import IdMap
 from features.interactions import InteractionMatrix
+from features.scoring import score
 from training.models.base import ModelConfig, Recommender, TrainingOptions
 from training.models.registry import MODELS, get_model, load_model
 
@@ -283,16 +284,21 @@ def test_epoch_callback(name):
     if not model.supports_epoch_callback:
         pytest.skip(f"{name} has no per-epoch callback")
     epochs: list[int] = []
+    scored: list[np.ndarray] = []
+    rows = np.arange(DATA.n_customers)
 
     def cb(epoch, arrays):
         epochs.append(epoch)
         assert arrays, "callback got no arrays"
         for a in arrays.values():
             assert a.shape[0] in (DATA.n_customers, DATA.n_items)
+        # a tuner scores mid-fit arrays through the same artifact/scoring path
+        scored.append(score(model.make_artifact(DATA, arrays), rows))
 
     fit(model, callback=cb)
     n = getattr(model.config, "iterations", len(epochs))
     assert epochs == list(range(n))
+    np.testing.assert_allclose(scored[-1], score(model.fitted, rows), rtol=1e-6)
 
     def stop(epoch, arrays):
         if epoch == 1:

@@ -78,11 +78,11 @@ class ALSRecommender(Recommender):
     kind = "factors"
     Config = ALSConfig
     supports_epoch_callback = True
+    artifact_params = {"fold_in": "als"}
 
     def _fit(self, data: InteractionMatrix, callback: FitCallback | None) -> dict[str, Any]:
         model = fit_implicit_als(data, self.config, self.options, callback)
         return {
             "user_factors": np.ascontiguousarray(model.user_factors, dtype=np.float32),
             "item_factors": np.ascontiguousarray(model.item_factors, dtype=np.float32),
-            "_params": {"fold_in": "als"},
         }

@@ -68,6 +68,8 @@ class Recommender(ABC):
     kind: ClassVar[str]  # artifact kind produced by _fit
     supports_similar_items: ClassVar[bool] = True
     supports_epoch_callback: ClassVar[bool] = False
+    # fixed params every artifact of this model carries (scoring hints, e.g. fold_in mode)
+    artifact_params: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, config: ModelConfig | dict | None = None, options: TrainingOptions | None = None):
         if config is None:
@@ -92,19 +94,24 @@ class Recommender(ABC):
                 f"{self.name}: cannot fit on an empty interaction matrix "
                 f"({data.n_customers} customers x {data.n_items} items, {data.matrix.nnz} entries)"
             )
-        arrays = dict(self._fit(data, callback))
+        self.artifact = self.make_artifact(data, self._fit(data, callback))
+        return self
+
+    def make_artifact(self, data: InteractionMatrix, arrays: Mapping[str, Any]) -> ModelArtifact:
+        """Wrap model arrays (``_fit``'s, or an epoch callback's mid-fit) fit on ``data`` as
+        this model's artifact: config params + ``artifact_params`` + any ``'_params'``."""
+        arrays = dict(arrays)
         extra = arrays.pop("_params", {})
-        self.artifact = ModelArtifact(
+        return ModelArtifact(
             kind=self.kind,
             model_name=self.name,
             customers=data.customers,
             items=data.items,
             arrays=arrays,
             history=data.matrix,
-            params={**self.config.model_dump(), **extra},
+            params={**self.config.model_dump(), **self.artifact_params, **extra},
             weighting=dict(data.weighting),
         )
-        return self
 
     @property
     def fitted(self) -> ModelArtifact:

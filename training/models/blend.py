@@ -39,6 +39,7 @@ class BlendRecommender(Recommender):
     kind = "blend"
     Config = BlendConfig
     supports_epoch_callback = True
+    artifact_params = {"cf_kind": "factors", "fold_in": "als"}
 
     def _fit(self, data: InteractionMatrix, callback: FitCallback | None) -> dict[str, Any]:
         cfg = self.config
@@ -49,5 +50,4 @@ class BlendRecommender(Recommender):
             "user_factors": np.ascontiguousarray(model.user_factors, dtype=np.float32),
             "item_factors": np.ascontiguousarray(model.item_factors, dtype=np.float32),
             "item_scores": pop,
-            "_params": {"cf_kind": "factors", "fold_in": "als"},
         }

@@ -39,6 +39,7 @@ class BPRRecommender(Recommender):
     kind = "factors"
     Config = BPRConfig
     supports_epoch_callback = True
+    artifact_params = {"fold_in": "mean", "bias_column": True}
 
     def _fit(self, data: InteractionMatrix, callback: FitCallback | None) -> dict[str, Any]:
         from implicit.cpu.bpr import BayesianPersonalizedRanking
@@ -68,5 +69,4 @@ class BPRRecommender(Recommender):
         return {
             "user_factors": np.ascontiguousarray(model.user_factors, dtype=np.float32),
             "item_factors": np.ascontiguousarray(model.item_factors, dtype=np.float32),
-            "_params": {"fold_in": "mean", "bias_column": True},
         }
