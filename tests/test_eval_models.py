@@ -150,3 +150,12 @@ def test_to_dict_is_json_ready():
     d = json.loads(json.dumps(res.to_dict()))
     assert {r["k"] for r in d["metrics"]} == {1, 3}
     assert d["n_customers"] == {"new": 2, "repeat": 3}
+
+
+def test_a_mode_with_no_relevant_customer_reports_nan_not_a_crash():
+    only_rebuys = TEST_LOG[TEST_LOG[C.ITEM_ID] == "c"]  # 12 re-buys c: nothing new for anyone
+    res = evaluate(PopularityModel().fit(TRAIN), TRAIN, only_rebuys, k=(2,))
+    assert res.n_customers == {"new": 0, "repeat": 1}
+    assert np.isnan(res.value("popularity", "new", "ndcg", 2))
+    assert res.to_dict()["metrics"][0]["value"] is None
+    assert res.value("popularity", "repeat", "hit_rate", 2) == pytest.approx(1.0)
