@@ -55,16 +55,25 @@ def fold_in(art: ModelArtifact, history: sp.csr_matrix) -> np.ndarray:
             out[nz, -1] = 1.0
         return out
     YtY = Y.T @ Y + float(reg) * np.eye(f)
-    for r in range(n):  # one small solve per cold customer (cart-sized rows)
-        lo, hi = history.indptr[r], history.indptr[r + 1]
-        if lo == hi:
-            continue
-        idx = history.indices[lo:hi]
-        c = alpha * history.data[lo:hi].astype(np.float64)
-        Yi = Y[idx]
-        A = YtY + (Yi * (c - 1.0)[:, None]).T @ Yi
-        b = (Yi * c[:, None]).sum(axis=0)
-        out[r] = np.linalg.solve(A, b)
+    nz = np.flatnonzero(np.diff(history.indptr))
+    if len(nz) == 0:
+        return out
+    # batched solves over chunks of rows, each chunk's nnz x f x f outer products <= ~64 MB
+    cum = np.cumsum(np.diff(history.indptr)[nz])
+    budget = max(1, (64 << 20) // (8 * f * f))
+    start = 0
+    while start < len(nz):
+        base = cum[start - 1] if start else 0
+        end = max(start + 1, int(np.searchsorted(cum, base + budget, side="right")))
+        rows = nz[start:end]
+        sub = history[rows]
+        c = alpha * sub.data.astype(np.float64)
+        Yi = Y[sub.indices]
+        outer = np.einsum("ni,nj->nij", Yi * (c - 1.0)[:, None], Yi)
+        A = YtY[None] + np.add.reduceat(outer, sub.indptr[:-1], axis=0)
+        b = np.add.reduceat(Yi * c[:, None], sub.indptr[:-1], axis=0)
+        out[rows] = np.linalg.solve(A, b[..., None])[..., 0]
+        start = end
     return out
 
 

@@ -167,3 +167,19 @@ def test_knn_scores_equal_implicit_recommend(similarity):
     # equal scores may tie in any order: compare the item sets per score
     mine = score(model.fitted, rows)
     np.testing.assert_allclose(np.take_along_axis(mine, ids, axis=1), vals, rtol=1e-5, atol=1e-6)
+
+
+def test_als_fold_in_many_rows_in_chunks_with_empty_rows():
+    """128 factors make the batched fold-in split 720+ nonzeros into several chunks."""
+    model = ALSRecommender({"factors": 128, "iterations": 2, "alpha": 2.0}, OPTS).fit(DATA)
+    raw = raw_als(model)
+    raw.user_factors = model.fitted.arrays["user_factors"].copy()
+    raw.item_factors = model.fitted.arrays["item_factors"].copy()
+    carts = random_matrix(80, DATA.n_items, density=0.3, seed=9).matrix.tolil()
+    carts[[3, 40, 79]] = 0  # customers with nothing to fold in
+    carts = carts.tocsr()
+    carts.eliminate_zeros()
+    assert carts.nnz > 512
+    ours = fold_in(model.fitted, carts)
+    np.testing.assert_array_equal(ours[[3, 40, 79]], 0.0)
+    np.testing.assert_allclose(ours, raw.recalculate_user(np.arange(80), carts), rtol=2e-3, atol=2e-4)
