@@ -24,6 +24,8 @@ COMMANDS: dict[str, str] = {
     "promote": "promote",
     "compare": "compare",
     "ab": "ab",
+    "segments": "segments",
+    "reminders": "reminders",
 }
 
 

@@ -22,8 +22,9 @@ class RFMConfig(_Config):
 class NESConfig(_Config):
     """NES lifecycle stages, in multiples of a purchase cycle (days between purchase days).
 
-    With ``t`` = days since the last purchase and ``c`` = the customer's cycle:
-    ``N`` new (first purchase at most ``new_cycles * c`` ago), else ``E0`` active
+    With ``t`` = idle days (from the last purchase day to the last observed day, the day before
+    the reference date) and ``c`` = the customer's cycle: ``N`` new (first purchase at most
+    ``new_cycles * c`` days before the last observed day), else ``E0`` active
     (``t <= active_cycles * c``), ``S1`` dozing (``<= dozing_cycles * c``), ``S2`` half-asleep
     (``<= half_asleep_cycles * c``), ``S3`` sleeping/lost (beyond).
     """

@@ -6,9 +6,12 @@ their gaps); everyone else, including customers with a single purchase, is stage
 shop-wide cycle (``cycle_source`` says which, ``cycle_note`` says why). The shop cycle is, by
 default, the median over customers of each customer's median gap.
 
-With ``t`` = days since the last purchase (``recency``) and ``c`` = the cycle used:
+The data are observed up to the day before the reference date. With ``t`` = idle days, the days
+from the last purchase day to that last observed day (``recency - 1``: a purchase on the last
+observed day gives 0), ``a`` = the days from the first purchase day to the last observed day,
+and ``c`` = the cycle used:
 
-* ``N``  new: first purchase at most ``new_cycles * c`` days ago
+* ``N``  new: ``a <= new_cycles * c`` (first purchase within the last cycle)
 * ``E0`` active: ``t <= active_cycles * c``
 * ``S1`` dozing: ``t <= dozing_cycles * c``
 * ``S2`` half-asleep: ``t <= half_asleep_cycles * c``
@@ -28,6 +31,7 @@ from features.errors import PatronError
 NES_STAGE, NES_LABEL = "nes_stage", "nes_label"
 PURCHASE_DAYS = "purchase_days"
 OWN_CYCLE, CYCLE, CYCLE_SOURCE, CYCLE_NOTE = "own_cycle_days", "cycle_days", "cycle_source", "cycle_note"
+IDLE_DAYS, IDLE_CYCLES = "idle_days", "idle_cycles"
 NES_STAGES = ["N", "E0", "S1", "S2", "S3"]
 NES_LABELS = {
     "N": "new", "E0": "active", "S1": "dozing", "S2": "half-asleep", "S3": "sleeping/lost",
@@ -85,26 +89,28 @@ def nes_stages(
     lines, ref = prepared if prepared is not None else prepare(purchases, reference_date)
     cycles, shop = purchase_cycles(lines, config)
     g = lines.groupby(C.CUSTOMER_ID, sort=True)[DAY]
-    recency = (ref - g.max()).dt.days.to_numpy().astype(float)
-    age = (ref - g.min()).dt.days.to_numpy().astype(float)
+    last_seen = ref - pd.Timedelta(days=1)
+    idle = (last_seen - g.max()).dt.days.to_numpy().astype(float)
+    age = (last_seen - g.min()).dt.days.to_numpy().astype(float)
     c = cycles[CYCLE].to_numpy()
     stage = np.select(
         [
             age <= config.new_cycles * c,
-            recency <= config.active_cycles * c,
-            recency <= config.dozing_cycles * c,
-            recency <= config.half_asleep_cycles * c,
+            idle <= config.active_cycles * c,
+            idle <= config.dozing_cycles * c,
+            idle <= config.half_asleep_cycles * c,
         ],
         ["N", "E0", "S1", "S2"],
         default="S3",
     )
     cycles[NES_STAGE] = stage
     cycles[NES_LABEL] = pd.Series(stage).map(NES_LABELS).to_numpy()
-    cycles["cycles_since_last"] = recency / c
+    cycles[IDLE_DAYS] = idle.astype(np.int64)
+    cycles[IDLE_CYCLES] = idle / c
     return cycles, shop
 
 
 __all__ = [
     "NES_STAGE", "NES_LABEL", "PURCHASE_DAYS", "OWN_CYCLE", "CYCLE", "CYCLE_SOURCE", "CYCLE_NOTE",
-    "NES_STAGES", "NES_LABELS", "customer_gaps", "purchase_cycles", "nes_stages",
+    "IDLE_DAYS", "IDLE_CYCLES", "NES_STAGES", "NES_LABELS", "customer_gaps", "purchase_cycles", "nes_stages",
 ]
