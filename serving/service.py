@@ -501,3 +501,10 @@ class Recommender:
         self.state.publish_reload()
         self.metrics.reloads.labels(outcome="ok").inc()
         return ReloadResponse(reloaded=ok, failed=failed)
+
+
+# unknown request fields are refused (a typo such as "customerid" must not silently fall
+# back to popularity): BentoML builds each api's input model from its signature
+for _method in Recommender.apis.values():
+    _method.input_spec.model_config["extra"] = "forbid"
+    _method.input_spec.model_rebuild(force=True)
