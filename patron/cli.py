@@ -19,6 +19,7 @@ COMMANDS: dict[str, str] = {
     "ingest": "ingest",
     "evaluate": "evaluate",
     "demo": "demo",
+    "serve": "serve",
     "train": "train",
     "tune": "tune",
     "promote": "promote",
