@@ -55,6 +55,8 @@ def purchase_cycles(
     out = pd.DataFrame({PURCHASE_DAYS: g.size().astype(np.int64), "median_gap": g["gap"].median()})
     if config.cycle_days is not None:
         shop = float(config.cycle_days)
+    elif not out["median_gap"].notna().any():
+        shop = float("nan")
     elif config.shop_cycle == "pooled_median":
         shop = float(days["gap"].median())
     else:
@@ -86,7 +88,7 @@ def nes_stages(
 ) -> tuple[pd.DataFrame, float]:
     """NES stage per customer (indexed by id) and the shop-wide cycle in days."""
     config = config or NESConfig()
-    lines, ref = prepared if prepared is not None else prepare(purchases, reference_date)
+    lines, ref = prepared if prepared is not None else prepare(purchases, reference_date, warn=False)
     cycles, shop = purchase_cycles(lines, config)
     g = lines.groupby(C.CUSTOMER_ID, sort=True)[DAY]
     last_seen = ref - pd.Timedelta(days=1)

@@ -28,7 +28,7 @@ import pandas as pd
 
 from features import columns as C
 from features.customers.config import ReminderConfig, RepurchaseConfig
-from features.customers.prep import prepare, to_timestamp
+from features.customers.prep import default_reference_date, prepare, to_timestamp
 from features.customers.repurchase import (
     GAP_CV,
     INTERVAL,
@@ -98,7 +98,7 @@ def reminders(
     key: str = C.ITEM_ID,
 ) -> pd.DataFrame:
     """Reminders due at ``cutoff`` (default: the day after the last purchase) from raw purchases."""
-    prepared = prepare(purchases, cutoff)
+    prepared = prepare(purchases, cutoff, warn=False)
     intervals = repurchase_intervals(purchases, key, repurchase, prepared=prepared)
     return due_reminders(intervals, prepared[1], config, key)
 
@@ -139,9 +139,9 @@ def evaluate_reminders(
     horizon = pd.Timedelta(days=config.horizon_days)
     ref = to_timestamp(cutoff, "cutoff")
     if ref is None:
-        ref = purchases[C.TIMESTAMP].max().normalize() + pd.Timedelta(days=1) - horizon
+        ref = default_reference_date(purchases) - horizon
     end = ref + horizon
-    prepared = prepare(purchases, ref)
+    prepared = prepare(purchases, ref, warn=False)
     future = purchases[(purchases[C.TIMESTAMP] >= ref) & (purchases[C.TIMESTAMP] < end)]
     if len(future) == 0:
         raise PatronError(

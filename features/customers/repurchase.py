@@ -65,7 +65,7 @@ def repurchase_intervals(
     population_interval, interval (own, else population), interval_source (own|item|none).
     """
     config = config or RepurchaseConfig()
-    lines, _ = prepared if prepared is not None else prepare(purchases, reference_date)
+    lines, _ = prepared if prepared is not None else prepare(purchases, reference_date, warn=False)
     gaps = pair_gaps(lines, key)
     g = gaps.groupby("pair", sort=False)
     out = g.agg(
