@@ -38,6 +38,10 @@ OUTCOME_COLUMNS = [
     "experiment", "variant", "model_version", "strategy", "items", "item_variants",
     "converted_items", "n_converted", "converted", "revenue",
 ]
+RESPONSE_COLUMNS = [
+    "request_id", "sent_at", "status", "error", "experiment", "variant", "model_version",
+    "strategy", "items", "item_variants",
+]
 
 
 @dataclass
@@ -153,12 +157,12 @@ def run_ab(
         client.close()
 
     res = pd.DataFrame(rows)
-    for col in OUTCOME_COLUMNS:
+    for col in RESPONSE_COLUMNS:
         if col not in res:
             res[col] = None
     unsent = res["status"] == -1
     res = res[~unsent]
-    merged = visits.merge(res.drop(columns=[C.CUSTOMER_ID, "visit_time"]), on="visit_id")
+    merged = visits.merge(res[["visit_id", *RESPONSE_COLUMNS]], on="visit_id")
     merged["items"] = [x if isinstance(x, list) else [] for x in merged["items"]]
     merged["item_variants"] = [x if isinstance(x, list) else [] for x in merged["item_variants"]]
     outcome = attribute(merged, plan.heldout, window_days)

@@ -48,7 +48,8 @@ def plot_intervals(
     est, low, high = (np.asarray(v, dtype=float) for v in (est, low, high))
     fig, ax = plt.subplots(figsize=(7, 0.5 * len(labels) + 1.5))
     y = np.arange(len(labels))[::-1]
-    err = np.vstack([est - low, high - est])
+    with np.errstate(invalid="ignore"):
+        err = np.vstack([est - low, high - est])
     err = np.where(np.isfinite(err), np.maximum(err, 0), 0)
     ax.errorbar(est, y, xerr=err, fmt="o", capsize=4, color="tab:blue")
     ax.axvline(zero, color="grey", ls="--", lw=1)
