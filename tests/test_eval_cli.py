@@ -64,7 +64,8 @@ def test_evaluate_cli_json_and_recs_rescored_independently(log_path, tmp_path, c
         top = g[g[C.RANK] <= 10]
         hits = np.array([(c, i) in rel for c, i in zip(top[C.CUSTOMER_ID], top[C.ITEM_ID], strict=True)])
         per_customer = pd.Series(hits).groupby(top[C.CUSTOMER_ID].to_numpy()).sum() / 10
-        want = metrics.query("model == @model and mode == @mode and metric == 'precision' and k == 10")
+        want = metrics[(metrics["model"] == model) & (metrics["mode"] == mode)
+                       & (metrics["metric"] == "precision") & (metrics["k"] == 10)]
         assert per_customer.mean() == pytest.approx(float(want["value"].iloc[0]), abs=1e-9)
         assert payload["n_customers"][mode] == len(rel_customers)
 
