@@ -107,6 +107,7 @@ def setup_mlflow(uri: str | None = None, experiment: str = DEFAULT_EXPERIMENT) -
     go to ``.patron/mlartifacts``.
     """
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     uri = resolve_tracking_uri(uri)
     check_tracking_uri(uri)
     import mlflow

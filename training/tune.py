@@ -91,6 +91,7 @@ class TuneSettings:
     progress: bool = True
     n_startup_trials: int = 5
     pruner: Any = None  # an optuna pruner; None = MedianPruner over the epoch reports
+    log_model: bool = True  # log the best model as pyfunc even when not registering
 
 
 @dataclass
@@ -312,8 +313,8 @@ def tune(
 
     s = settings or TuneSettings()
     _check_settings(s)
-    if s.progress:  # the bar says it; Optuna's per-trial lines would break it
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # the progress bar and MLflow say it; Optuna's per-trial lines would break the bar
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = open_storage(s.storage)            # fail fast: storage ...
     uri, exp_id = setup_mlflow(tracking_uri, experiment)  # ... and tracking store
     split = split_global_time(purchases, holdout_days=s.holdout_days, min_customers=s.min_customers)
@@ -384,7 +385,7 @@ def tune(
         _log_session_artifacts(outcomes, storage, s, table, description, log_table)
 
         registered = promotion = None
-        if best is not None and best.result is not None:
+        if best is not None and best.result is not None and (s.log_model or register or out_dir):
             registered, promotion = _log_best(best, register, s, sid, out_dir, promote_registered,
                                               uri)
     return TuneResult(outcomes, table, best, description, pid, registered, promotion)
