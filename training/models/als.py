@@ -24,7 +24,7 @@ class ALSConfig(ModelConfig):
 
     factors: int = Field(64, ge=1, le=1024, description="latent factors per customer and item")
     regularization: float = Field(0.05, ge=0.0, description="L2 penalty on the factors")
-    alpha: float = Field(10.0, gt=0.0, description="confidence = alpha * interaction value")
+    alpha: float = Field(2.0, gt=0.0, description="confidence = alpha * interaction value")
     iterations: int = Field(15, ge=1, le=500, description="ALS sweeps (one epoch = users + items)")
     use_cg: bool = Field(True, description="conjugate-gradient solver (fast) instead of Cholesky")
     cg_steps: int = Field(3, ge=1, le=20, description="CG steps per factor update")
