@@ -139,6 +139,14 @@ def test_unreachable_storage_is_one_line():
         open_storage("sqlite:////nonexistent-dir-xyz/optuna.db")
 
 
+def test_study_that_minimises_is_refused(stores):
+    from training.tune import open_study
+
+    optuna.create_study(study_name="mini.als", storage=stores["storage"], direction="minimize")
+    with pytest.raises(StorageError, match="exists but minimises"):
+        open_study(open_storage(stores["storage"]), "mini.als", TuneSettings())
+
+
 def test_unreachable_tracking_uri_is_one_line():
     from training.tracking import TrackingError, check_tracking_uri
 

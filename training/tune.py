@@ -164,6 +164,9 @@ def open_study(storage, name: str, settings: TuneSettings):
         n_before = len(existing.trials)
     except KeyError:
         n_before = 0
+    except Exception as exc:  # storage went away, damaged database
+        msg = (" ".join(str(exc).split()) or type(exc).__name__)[:200]
+        raise StorageError(f"cannot open study {name!r} ({msg})") from exc
     sampler = optuna.samplers.TPESampler(
         seed=settings.seed + n_before,  # a resumed study does not replay its first trials
         n_startup_trials=settings.n_startup_trials,
@@ -172,10 +175,18 @@ def open_study(storage, name: str, settings: TuneSettings):
         n_startup_trials=max(2, settings.n_startup_trials // 2),
         n_warmup_steps=settings.eval_every,
     )
-    return optuna.create_study(
-        study_name=name, storage=storage, sampler=sampler, pruner=pruner,
-        direction="maximize", load_if_exists=True,
-    )
+    try:
+        study = optuna.create_study(
+            study_name=name, storage=storage, sampler=sampler, pruner=pruner,
+            direction="maximize", load_if_exists=True,
+        )
+    except Exception as exc:  # storage errors, bad names
+        msg = (" ".join(str(exc).split()) or type(exc).__name__)[:200]
+        raise StorageError(f"cannot open study {name!r} ({msg})") from exc
+    if study.direction != optuna.study.StudyDirection.MAXIMIZE:
+        raise StorageError(f"study {name!r} exists but minimises; Patron studies maximise "
+                           "the metric: pick another --study name")
+    return study
 
 
 # -- the objective -------------------------------------------------------------------
