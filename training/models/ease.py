@@ -39,15 +39,41 @@ def ease_weights(X, l2: float) -> np.ndarray:
     G = X.T @ X
     G = np.asarray(G.toarray() if hasattr(G, "toarray") else G, dtype=np.float32)
     G[np.diag_indices_from(G)] += np.float32(l2)
-    # G is symmetric positive definite: invert through its Cholesky factor
-    c, low = scipy.linalg.cho_factor(G, overwrite_a=True, check_finite=False)
-    P = scipy.linalg.cho_solve((c, low), np.eye(G.shape[0], dtype=np.float32), overwrite_b=True,
-                               check_finite=False)
-    P = np.asarray(P, dtype=np.float32)
+    P = _spd_inverse_inplace(G)
     d = np.diag(P).copy()
     P /= -d[None, :]
     P[np.diag_indices_from(P)] = 0.0
     return P
+
+
+def _spd_inverse_inplace(G: np.ndarray) -> np.ndarray:
+    """Inverse of a symmetric positive definite C-ordered ``G``, computed in G's buffer.
+
+    LAPACK potrf + potri (n^3 flops, no second n x n buffer). ``G.T`` is the same matrix
+    in Fortran order, so LAPACK works in place; potri fills one triangle, mirrored after.
+    """
+    potrf, potri = scipy.linalg.lapack.get_lapack_funcs(("potrf", "potri"), (G,))
+    F = G.T  # Fortran-ordered view: no copy
+    c, info = potrf(F, lower=False, overwrite_a=True, clean=False)
+    if info != 0:
+        raise np.linalg.LinAlgError(f"EASE: Gram matrix is not positive definite (potrf info={info})")
+    inv, info = potri(c, lower=False, overwrite_c=True)
+    if info != 0:
+        raise np.linalg.LinAlgError(f"EASE: inversion failed (potri info={info})")
+    P = inv.T  # C-ordered; valid in its lower triangle
+    _mirror_lower_to_upper(P)
+    return P
+
+
+def _mirror_lower_to_upper(P: np.ndarray, block: int = 1024) -> None:
+    """Copy the lower triangle of square ``P`` onto its upper triangle, block by block."""
+    n = P.shape[0]
+    for lo in range(0, n, block):
+        hi = min(n, lo + block)
+        P[lo:hi, hi:] = P[hi:, lo:hi].T
+        diag = P[lo:hi, lo:hi]
+        iu = np.triu_indices(hi - lo, k=1)
+        diag[iu] = diag.T[iu]
 
 
 class EASERecommender(Recommender):
@@ -60,10 +86,10 @@ class EASERecommender(Recommender):
     def _fit(self, data: InteractionMatrix, callback: FitCallback | None) -> dict[str, Any]:
         n = data.n_items
         if n > self.config.max_items:
-            gib = n * n * 4 * 3 / 2**30
+            gib = n * n * 4 / 2**30
             raise TooManyItemsError(
                 f"ease: {n} items exceed max_items={self.config.max_items} "
-                f"(a dense item x item fit needs about {gib:.1f} GiB); raise min_item_customers "
+                f"(the dense item x item weights alone take {gib:.1f} GiB); raise min_item_customers "
                 f"to filter rare items, raise max_items, or use als/itemknn"
             )
         with blas_threads(self.options.num_threads):
