@@ -368,14 +368,8 @@ def _sequential(cust: pd.DataFrame, control: str, variant: str, tau2: float, alp
     ok = (n_a >= MIN_SEQ) & (n_b >= MIN_SEQ)
     if not ok.any():
         return np.nan, np.nan, np.nan
-    n_a, n_b, x_a, x_b = n_a[ok], n_b[ok], x_a[ok], x_b[ok]
-    pa, pb = x_a / n_a, x_b / n_b
-    # variance floor: a rate of 0 or 1 so far still has the uncertainty of one event
-    va = np.maximum(pa * (1 - pa), 1.0 / n_a) / n_a
-    vb = np.maximum(pb * (1 - pb), 1.0 / n_b) / n_b
-    p = stats.always_valid_pvalues(pb - pa, va + vb, tau2)
-    lo, hi = stats.always_valid_ci(pb - pa, va + vb, tau2, alpha)
-    return float(p[-1]), float(np.max(lo)), float(np.min(hi))
+    p, lo, hi = stats.sequential_conversion(x_a[ok], n_a[ok], x_b[ok], n_b[ok], tau2, alpha)
+    return float(p[-1]), float(lo[-1]), float(hi[-1])
 
 
 def _verdict(comparisons: pd.DataFrame, srm: dict, plan: dict, alpha: float) -> tuple[str, str]:

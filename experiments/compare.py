@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 __all__ = ["CompareResult", "compare", "parse_model_specs", "format_compare"]
 
+_SCORE_CELLS = 1 << 24  # dense score cells per batch (~64 MB of float32), as training.evaluate
 PER_CUSTOMER = ("precision", "recall", "ndcg", "map", "hit_rate", "mrr")
 
 
@@ -87,13 +88,16 @@ def _load_external(spec: str):
 
 def _recommend(model, train, rows: np.ndarray, k: int, filter_bought: bool, native: bool):
     """Top-k item indices in ``train``'s item space for ``train`` customer ``rows``."""
+    batch = int(max(16, min(2048, _SCORE_CELLS // max(model.fitted.n_items, 1))))
     if native:
-        idx, _ = model.recommend_indices(rows, k, filter_already_bought=filter_bought)
+        idx, _ = model.recommend_indices(rows, k, filter_already_bought=filter_bought,
+                                         batch_size=batch)
     else:
         art = model.fitted
         ext = train.customers.id_of(rows)
         arows = art.customers.index_of(ext, missing="ignore")
-        idx, _ = model.recommend_indices(arows, k, filter_already_bought=filter_bought)
+        idx, _ = model.recommend_indices(arows, k, filter_already_bought=filter_bought,
+                                         batch_size=batch)
         valid = idx >= 0
         mapped = np.full(idx.shape, -1, dtype=np.int64)
         if valid.any():
@@ -121,7 +125,6 @@ def compare(
     ``max_customers`` evaluates a random sample of test customers (same for all models).
     """
     from features.matrix import MatrixConfig, build_interactions
-
     from training.evaluate import build_test_set, fit_model
     from training.metrics import hit_matrix, per_user_metrics
     from training.models.registry import MODELS

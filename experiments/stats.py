@@ -17,7 +17,7 @@ from scipy import stats as st
 __all__ = [
     "Interval", "bootstrap_weights", "bootstrap_means", "bootstrap_ci", "paired_bootstrap",
     "paired_ttest", "two_proportion_test", "welch_test", "srm_test", "sample_size_proportions",
-    "sample_size_means", "power_two_proportions", "msprt", "always_valid_pvalues", "sign_test",
+    "sample_size_means", "power_two_proportions", "msprt", "always_valid_pvalues", "always_valid_ci", "sequential_conversion", "sign_test",
     "binomial_acceptance",
 ]
 
@@ -294,6 +294,23 @@ def always_valid_ci(diff, var, tau2: float, alpha: float = 0.05) -> tuple[np.nda
     v = np.maximum(np.asarray(var, dtype=np.float64), 1e-300)
     half = np.sqrt(v * (v + tau2) / tau2 * (np.log((v + tau2) / v) - 2 * np.log(alpha)))
     return d - half, d + half
+
+
+def sequential_conversion(x_a, n_a, x_b, n_b, tau2: float, alpha: float = 0.05):
+    """Always-valid test of two conversion rates at a sequence of looks (last axis).
+
+    ``x``/``n`` are cumulative conversions/customers per arm at each look. The variance
+    is the plug-in ``p(1-p)/n`` per arm, floored at one event's worth (``1/n^2``) so an
+    early look with no conversion yet cannot claim certainty. Returns ``(p, low, high)``:
+    the always-valid p-value after each look and the confidence sequence's running
+    intersection (both valid however many looks are taken).
+    """
+    x_a, n_a, x_b, n_b = (np.asarray(v, dtype=np.float64) for v in (x_a, n_a, x_b, n_b))
+    pa, pb = x_a / n_a, x_b / n_b
+    var = np.maximum(pa * (1 - pa), 1 / n_a) / n_a + np.maximum(pb * (1 - pb), 1 / n_b) / n_b
+    p = always_valid_pvalues(pb - pa, var, tau2)
+    lo, hi = always_valid_ci(pb - pa, var, tau2, alpha)
+    return p, np.maximum.accumulate(lo, axis=-1), np.minimum.accumulate(hi, axis=-1)
 
 
 # -- interleaving / validation helpers --------------------------------------------------
