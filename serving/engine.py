@@ -141,7 +141,8 @@ class Engine:
             codes = np.where(cats.to_numpy() == "", -1, codes)
             self.category_codes[idx] = codes
         if "price" in t.columns:
-            self.prices[idx] = pd.to_numeric(t["price"], errors="coerce").to_numpy(float)
+            price = pd.to_numeric(t["price"], errors="coerce")
+            self.prices[idx] = price.to_numpy(dtype=float, na_value=np.nan)
         if "price_tier" in t.columns:
             tier = t["price_tier"]
             if isinstance(tier.dtype, pd.CategoricalDtype) and tier.cat.ordered:
@@ -149,7 +150,7 @@ class Engine:
                 vals[vals < 0] = np.nan
                 self.tier_labels = dict(enumerate(str(c) for c in tier.cat.categories))
             else:
-                vals = pd.to_numeric(tier, errors="coerce").to_numpy(float)
+                vals = pd.to_numeric(tier, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
                 if np.isnan(vals).all() and tier.notna().any():
                     order = {"low": 0, "budget": 0, "mid": 1, "medium": 1, "standard": 1,
                              "high": 2, "premium": 3}

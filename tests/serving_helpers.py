@@ -11,92 +11,50 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-import pandas as pd
-import scipy.sparse as sp
 
 from features.artifact import ModelArtifact
-from features.idmap import IdMap
 from features.synthetic import generate_purchases
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def cooccurrence(p: pd.DataFrame, items: IdMap, min_count: int = 3):
-    """Lift and confidence CSR (items x items) over orders, pairs seen >= ``min_count`` times."""
-    orders = IdMap.from_values(p["order_id"])
-    r = orders.index_of(p["order_id"].to_numpy())
-    c = items.index_of(p["item_id"].to_numpy())
-    B = sp.csr_matrix((np.ones(len(r), np.float32), (r, c)), shape=(len(orders), len(items)))
-    B.data[:] = 1.0
-    B.sum_duplicates()
-    B.data[:] = 1.0
-    co = (B.T @ B).tocoo()
-    cnt = np.asarray(B.sum(axis=0)).ravel()
-    keep = (co.row != co.col) & (co.data >= min_count)
-    i, j, v = co.row[keep], co.col[keep], co.data[keep]
-    conf = v / cnt[i]
-    lift = conf / (cnt[j] / len(orders))
-    n = len(items)
-    return (
-        sp.csr_matrix((lift.astype(np.float32), (i, j)), shape=(n, n)),
-        sp.csr_matrix((conf.astype(np.float32), (i, j)), shape=(n, n)),
-        cnt,
-        len(orders),
-    )
-
-
 def build_artifact(path: Path, seed: int = 0, factors: int = 16, n_customers: int = 300):
-    """Train a small ALS (implicit) on a synthetic log and save a full serving artifact.
+    """Train a small ALS (implicit) on a synthetic log and save a full serving artifact
+    (features.matrix + item_features + cooccurrence, as training builds it).
 
     Returns ``(artifact, synthetic_log)``.
     """
     from implicit.cpu.als import AlternatingLeastSquares
 
+    from features.cooccurrence import cross_sell_arrays
+    from features.item_features import item_table
+    from features.matrix import MatrixConfig, build_interactions
+
     log = generate_purchases(n_customers=n_customers, n_items=120, seed=seed)
     p = log.purchases
-    customers = IdMap.from_values(p["customer_id"])
-    items = IdMap.from_values(p["item_id"])
-    r = customers.index_of(p["customer_id"].to_numpy())
-    c = items.index_of(p["item_id"].to_numpy())
-    counts = sp.csr_matrix(
-        (np.ones(len(r), np.float32), (r, c)), shape=(len(customers), len(items))
-    )
-    counts.sum_duplicates()
-    hist = counts.copy()
-    hist.data = np.log1p(hist.data).astype(np.float32)
+    im = build_interactions(p, MatrixConfig(weighting="log1p"))
     als = AlternatingLeastSquares(
         factors=factors, regularization=0.05, alpha=2.0, iterations=8, random_state=seed
     )
-    als.fit(hist, show_progress=False)
-    cat = log.truth.items.set_index("item_id")
-    price = cat["base_price"].astype(float)
-    tier = price.groupby(cat["category"]).rank(method="dense", pct=True)
-    table = pd.DataFrame({
-        "item_id": cat.index.to_numpy(),
-        "category": cat["category"].to_numpy(),
-        "price": price.to_numpy(),
-        "price_tier": np.ceil(tier.to_numpy() * 3).astype(int),  # 1..3 within category
-        "item_name": cat["item_name"].to_numpy(),
-    })
-    lift, conf, baskets, n_baskets = cooccurrence(p, items)
+    als.fit(im.matrix, show_progress=False)
+    xsell = cross_sell_arrays(p, im.items, min_support_baskets=3)
+    n_baskets = xsell.pop("n_baskets")
     art = ModelArtifact(
         kind="factors",
         model_name="als",
-        customers=customers,
-        items=items,
+        customers=im.customers,
+        items=im.items,
         arrays={
             "user_factors": np.asarray(als.user_factors, np.float32),
             "item_factors": np.asarray(als.item_factors, np.float32),
-            "item_scores": np.asarray((hist > 0).sum(axis=0), np.float32).ravel(),
-            "xsell_lift": lift,
-            "xsell_confidence": conf,
-            "item_baskets": baskets.astype(np.float32),
+            "item_scores": np.asarray((im.matrix > 0).sum(axis=0), np.float32).ravel(),
+            **xsell,
         },
-        history=hist,
-        params={"factors": factors, "regularization": 0.05, "alpha": 2.0, "n_baskets": n_baskets},
-        weighting={"weighting": "log1p"},
-        metadata={"data": {"source": "synthetic", "seed": seed}},
-        item_table=table,
+        history=im.matrix,
+        params={"factors": factors, "regularization": 0.05, "alpha": 2.0},
+        weighting=im.weighting,
+        metadata={"data": {"source": "synthetic", "seed": seed}, "n_baskets": n_baskets},
+        item_table=item_table(p, im.items),
     )
     art.save(path)
     return art, log
