@@ -154,41 +154,79 @@ class CleanResult:
 # ----------------------------------------------------------------------------- parsing
 
 
-def _missing_text(s: pd.Series) -> np.ndarray:
-    """NaN/None or an empty/blank string."""
-    miss = s.isna().to_numpy()
-    if s.dtype == object or isinstance(s.dtype, pd.StringDtype):
-        try:
-            blank = s.str.strip().eq("")
-        except AttributeError:  # no strings at all
-            return miss
-        miss |= blank.fillna(False).to_numpy(dtype=bool)
-    return miss
+def _is_text(s: pd.Series) -> bool:
+    return s.dtype == object or isinstance(s.dtype, pd.StringDtype | pd.CategoricalDtype)
 
 
-def _id_missing(s: pd.Series) -> np.ndarray:
-    if s.dtype.kind in "iub":
-        return np.zeros(len(s), dtype=bool)
+class _Distinct:
+    """A text column factorized once: work on its distinct values, map back by code.
+
+    Logs repeat their values (ids, invoices, timestamps), so string work on the distinct
+    values instead of every row is what makes cleaning cheap.
+    """
+
+    def __init__(self, s: pd.Series) -> None:
+        if isinstance(s.dtype, pd.CategoricalDtype):
+            self.codes = s.cat.codes.to_numpy()
+            self.uniques = np.asarray(s.cat.categories, dtype=object)
+        else:
+            codes, uniques = pd.factorize(s)
+            self.codes, self.uniques = codes, np.asarray(uniques, dtype=object)
+
+    def take(self, per_unique: np.ndarray, fill: Any, rows: np.ndarray | None = None) -> np.ndarray:
+        """``per_unique[code]`` for each row (``fill`` for missing), optionally of ``rows`` only."""
+        ext = np.concatenate([np.asarray(per_unique), np.asarray([fill], dtype=np.asarray(per_unique).dtype)])
+        codes = self.codes if rows is None else self.codes[rows]
+        return ext[codes]  # code -1 (missing) picks the appended fill
+
+    def blank(self) -> np.ndarray:
+        """Per distinct value: an empty or blank string."""
+        return np.fromiter(
+            (isinstance(u, str) and not u.strip() for u in self.uniques), bool, len(self.uniques)
+        )
+
+    def missing(self) -> np.ndarray:
+        """Per row: missing (NaN/None) or blank."""
+        return self.take(self.blank(), True)
+
+
+def _distinct(cache: dict[str, _Distinct], raw: pd.DataFrame, col: str) -> _Distinct:
+    if col not in cache:
+        cache[col] = _Distinct(raw[col])
+    return cache[col]
+
+
+def _numeric_unique(uniques: np.ndarray) -> np.ndarray:
+    return pd.to_numeric(pd.Series(uniques, dtype=object), errors="coerce").to_numpy(
+        dtype=np.float64, na_value=np.nan
+    )
+
+
+def _id_missing(s: pd.Series, d: _Distinct | None) -> np.ndarray:
+    if d is not None:
+        return d.missing()
     if s.dtype.kind == "f":
         return ~np.isfinite(s.to_numpy())
-    return _missing_text(s)
+    return s.isna().to_numpy()
 
 
-def _parse_number(s: pd.Series, allow_missing: bool) -> tuple[np.ndarray, np.ndarray]:
+def _parse_number(
+    s: pd.Series, d: _Distinct | None, allow_missing: bool
+) -> tuple[np.ndarray, np.ndarray]:
     """float64 values and a mask of invalid entries (unparseable or infinite; missing too
     unless ``allow_missing``)."""
-    if s.dtype.kind in "iufb":
+    if d is None:
         vals = s.to_numpy(dtype=np.float64, na_value=np.nan)
         bad = np.isinf(vals) if allow_missing else ~np.isfinite(vals)
         return vals, bad
-    vals = pd.to_numeric(s, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-    bad = ~np.isfinite(vals)
+    u = _numeric_unique(d.uniques)
+    bad_u = ~np.isfinite(u)
     if allow_missing:
-        bad &= ~(np.isnan(vals) & _missing_text(s))
-    return vals, bad
+        bad_u &= ~d.blank()
+    return d.take(u, np.nan), d.take(bad_u, not allow_missing)
 
 
-def _parse_timestamp(s: pd.Series) -> np.ndarray:
+def _parse_timestamp(s: pd.Series, d: _Distinct | None) -> np.ndarray:
     """datetime64[ns] (naive, UTC for aware input); NaT where missing or unparseable.
     Numbers are read as unix seconds."""
     dt = s.dtype
@@ -196,69 +234,167 @@ def _parse_timestamp(s: pd.Series) -> np.ndarray:
         return s.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy(dtype="datetime64[ns]")
     if dt.kind == "M":
         return s.to_numpy().astype("datetime64[ns]", copy=False)
-    if dt.kind in "iuf":
+    if d is None:
         return pd.to_datetime(s, unit="s", errors="coerce").to_numpy(dtype="datetime64[ns]")
+    u = pd.Series(d.uniques, dtype=object)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        out = pd.to_datetime(s, errors="coerce", utc=True)
-        bad = out.isna().to_numpy() & ~_missing_text(s)
-        if bad.any():  # a second chance for rows in another format than the first row's
-            retry = pd.to_datetime(s[bad], errors="coerce", utc=True, format="mixed")
-            out = out.copy()
-            out[bad] = retry
-    return out.dt.tz_localize(None).to_numpy(dtype="datetime64[ns]")
+        out = pd.to_datetime(u, errors="coerce", utc=True)
+        bad = out.isna().to_numpy() & ~d.blank()
+        if bad.any():  # a second chance for values in another format than the first one's
+            out[bad] = pd.to_datetime(u[bad], errors="coerce", utc=True, format="mixed")
+    vals = out.dt.tz_localize(None).to_numpy(dtype="datetime64[ns]")
+    return d.take(vals, np.datetime64("NaT", "ns"))
+
+
+def _ids_from_distinct(d: _Distinct, rows: np.ndarray) -> np.ndarray:
+    """Ids of ``rows`` (none missing) in their natural type, from the distinct values."""
+    used = np.unique(d.codes[rows]) if len(rows) else np.zeros(0, np.int64)
+    num = _numeric_unique(d.uniques[used])
+    if len(used) and np.isfinite(num).all() and np.all(num == np.round(num)) and np.abs(num).max() < 2**53:
+        per = np.zeros(len(d.uniques), dtype=np.int64)
+        per[used] = num.astype(np.int64)
+        return d.take(per, 0, rows)
+    per_s = np.array([u if isinstance(u, str) else str(u) for u in d.uniques], dtype=object)
+    return d.take(per_s, None, rows)
+
+
+def _whole(v: np.ndarray) -> np.ndarray | None:
+    """``v`` (float) as int64 when every value is a whole number within int64, else None."""
+    with np.errstate(invalid="ignore"):
+        if len(v) and not (np.abs(v).max() < 2**62):
+            return None
+        iv = v.astype(np.int64)
+    return iv if np.array_equal(iv, v) else None
 
 
 def normalize_ids(s: pd.Series) -> pd.Series:
     """Ids in their natural type: int64 where every id is a whole number, else str."""
-    if s.dtype.kind in "iu":
+    if s.dtype.kind in "iub":
         return s.astype(np.int64, copy=False)
-    if s.dtype.kind == "b":
-        return s.astype(np.int64)
     if s.dtype.kind == "f":
         v = s.to_numpy()
-        if len(v) == 0 or (np.all(v == np.round(v)) and np.abs(v).max() < 2**62):
-            return pd.Series(v.astype(np.int64), index=s.index, name=s.name)
+        iv = _whole(v)
+        if iv is not None:
+            return pd.Series(iv, index=s.index, name=s.name)
         return s.map(repr).astype(object)
-    num = pd.to_numeric(s, errors="coerce")
-    if len(s) and num.notna().all():
-        v = num.to_numpy(dtype=np.float64)
-        if np.all(v == np.round(v)) and np.abs(v).max() < 2**53:
-            return pd.Series(v.astype(np.int64), index=s.index, name=s.name)
-    return s.astype(str).astype(object)
+    d = _Distinct(s)
+    return pd.Series(_ids_from_distinct(d, np.arange(len(s))), index=s.index, name=s.name)
 
 
 # ----------------------------------------------------------------------------- cleaning
 
 
-def _duplicates(frame: pd.DataFrame, candidates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Rows that repeat an earlier row exactly: (mask, index of the first occurrence)."""
-    n = len(frame)
-    first_of = np.full(n, -1, dtype=np.int64)
-    if n == 0:
-        return np.zeros(0, dtype=bool), first_of
-    h = pd.util.hash_pandas_object(frame, index=False).to_numpy()
-    codes, _ = pd.factorize(h)
-    # factorize numbers hashes in order of first appearance: a new code is a first occurrence
-    running = np.maximum.accumulate(codes)
-    is_first = np.empty(n, dtype=bool)
-    is_first[0] = True
-    is_first[1:] = codes[1:] > running[:-1]
-    cand = np.flatnonzero(~is_first & candidates)
+_MULT = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _mix(x: np.ndarray, tmp: np.ndarray) -> None:
+    """splitmix64's finaliser, in place (``tmp``: scratch of the same shape)."""
+    np.right_shift(x, np.uint64(30), out=tmp)
+    x ^= tmp
+    x *= np.uint64(0xBF58476D1CE4E5B9)
+    np.right_shift(x, np.uint64(27), out=tmp)
+    x ^= tmp
+    x *= np.uint64(0x94D049BB133111EB)
+    np.right_shift(x, np.uint64(31), out=tmp)
+    x ^= tmp
+
+
+def _row_hash(keys: dict[str, np.ndarray]) -> np.ndarray:
+    """One uint64 per row over all key columns (numeric, 8 bytes or fewer each).
+
+    ``h = (h * M + column)`` per column, then splitmix64's finaliser: a few in-place passes,
+    no temporaries per column. Collisions only cost time: duplicates are confirmed exactly.
+    """
+    cols = list(keys.values())
+    h = np.empty(len(cols[0]), dtype=np.uint64)
+    tmp = np.empty_like(h)
+    for i, v in enumerate(cols):
+        if v.dtype.itemsize == 8:
+            u = v.view(np.uint64)
+        else:
+            u = v.astype(np.int64).view(np.uint64)
+        if i == 0:
+            h[:] = u
+        else:
+            h *= _MULT
+            h += u
+    _mix(h, tmp)
+    return h
+
+
+def _same_rows(keys: dict[str, np.ndarray], a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Rows ``a`` equal rows ``b`` in every key column (missing equals missing)."""
+    same = np.ones(len(a), dtype=bool)
+    for v in keys.values():
+        x, y = v[a], v[b]
+        eq = x == y
+        if v.dtype.kind == "f":
+            eq |= np.isnan(x) & np.isnan(y)
+        elif v.dtype == object:
+            eq |= pd.isna(x) & pd.isna(y)
+        same &= eq
+    return same
+
+
+def _duplicates(
+    keys: dict[str, np.ndarray], rows: np.ndarray, row_hash=_row_hash
+) -> tuple[np.ndarray, np.ndarray]:
+    """Which of ``rows`` (ascending indices into ``keys``) repeat an earlier one of them.
+
+    Returns ``(dup, first)``: row indices that are duplicates and the index of the first
+    occurrence of each. Each row's 64-bit hash has its low bits replaced by the row's
+    position, so ONE plain ``np.sort`` of uint64 (no argsort, no hash table) groups equal
+    hashes with positions ascending inside a group: the group's first element is the first
+    occurrence. Every candidate is then confirmed column by column against it, and the few
+    groups holding a (truncated-)hash collision are resolved exactly with pandas, so the
+    result is exact.
+    """
+    n = len(rows)
+    empty = np.zeros(0, dtype=np.int64)
+    if n < 2:
+        return empty, empty
+    h = np.asarray(row_hash(keys), dtype=np.uint64)
+    key = h[rows] if n != len(h) else h.copy()
+    del h
+    bits = max(int(n - 1).bit_length(), 1)
+    low = np.uint64((1 << bits) - 1)
+    key &= ~low
+    key |= np.arange(n, dtype=np.uint64)
+    key.sort()
+    pos = (key & low).astype(np.int64)
+    key >>= np.uint64(bits)
+    same_hash = np.empty(n, dtype=bool)
+    same_hash[0] = False
+    np.equal(key[1:], key[:-1], out=same_hash[1:])
+    del key
+    cand = np.flatnonzero(same_hash)
     if len(cand) == 0:
-        return np.zeros(n, dtype=bool), first_of
-    firsts = np.flatnonzero(is_first)[codes[cand]]
-    same = np.ones(len(cand), dtype=bool)
-    for col in frame.columns:  # confirm: a hash collision must never drop a row
-        v = frame[col].to_numpy()
-        a, b = v[cand], v[firsts]
-        eq = a == b
-        both_na = pd.isna(a) & pd.isna(b)
-        same &= np.asarray(eq | both_na, dtype=bool)
-    dup = np.zeros(n, dtype=bool)
-    dup[cand[same]] = True
-    first_of[cand[same]] = firsts[same]
-    return dup, first_of
+        return empty, empty
+    starts = np.flatnonzero(~same_hash)  # sorted positions where a hash group begins
+    group = np.searchsorted(starts, cand, side="right") - 1  # group number of each candidate
+    a, b = rows[pos[cand]], rows[pos[starts[group]]]
+    ok = _same_rows(keys, a, b)
+    if ok.all():
+        order = np.argsort(a)
+        return a[order], b[order]
+    # groups with a collision: dedupe all their rows at once, exactly
+    bad = np.unique(group[~ok])
+    fast = ~np.isin(group, bad)
+    lo = starts[bad]
+    nxt = np.minimum(bad + 1, len(starts) - 1)
+    hi = np.where(bad + 1 < len(starts), starts[nxt], n)
+    length = hi - lo
+    offsets = np.repeat(lo - np.cumsum(np.append(0, length[:-1])), length)
+    members = np.sort(rows[pos[np.arange(length.sum()) + offsets]])
+    frame = pd.DataFrame({c: v[members] for c, v in keys.items()})
+    gid = frame.groupby(list(frame.columns), dropna=False, sort=False).ngroup().to_numpy()
+    firsts = pd.Series(members).groupby(gid).transform("min").to_numpy()
+    slow = members != firsts
+    dup = np.concatenate([a[ok & fast], members[slow]])
+    first = np.concatenate([b[ok & fast], firsts[slow]])
+    order = np.argsort(dup)
+    return dup[order], first[order]
 
 
 def _as_text(v: Any) -> Any:
@@ -286,26 +422,29 @@ def clean_purchases(
     cfg = config or CleanConfig()
     check_columns(raw, source)
     cols = [c for c in (*C.ALL, *EXTRA_COLUMNS) if c in raw.columns]
-    raw = raw[cols]
+    if cols != list(raw.columns):
+        raw = pd.DataFrame({c: raw[c] for c in cols}, copy=False)
     n = len(raw)
     code = np.zeros(n, dtype=np.int8)
+    # text columns, factorized once and shared by every step below
+    text = {c: _Distinct(raw[c]) for c in cols if _is_text(raw[c])}
 
     def mark(reason: str, mask: np.ndarray) -> None:
         np.putmask(code, (code == 0) & mask, _CODE[reason])
 
     # --- parse + validate
-    ts = _parse_timestamp(raw[C.TIMESTAMP])
+    ts = _parse_timestamp(raw[C.TIMESTAMP], text.get(C.TIMESTAMP))
     mark("bad_timestamp", np.isnat(ts))
-    mark("missing_item_id", _id_missing(raw[C.ITEM_ID]))
-    cust_missing = _id_missing(raw[C.CUSTOMER_ID])
+    mark("missing_item_id", _id_missing(raw[C.ITEM_ID], text.get(C.ITEM_ID)))
+    cust_missing = _id_missing(raw[C.CUSTOMER_ID], text.get(C.CUSTOMER_ID))
     if not cfg.drop_guests:
         mark("missing_customer_id", cust_missing)
     qty = price = None
     if C.QUANTITY in raw.columns:
-        qty, bad = _parse_number(raw[C.QUANTITY], allow_missing=False)
+        qty, bad = _parse_number(raw[C.QUANTITY], text.get(C.QUANTITY), allow_missing=False)
         mark("bad_quantity", bad)
     if C.PRICE in raw.columns:
-        price, bad = _parse_number(raw[C.PRICE], allow_missing=True)
+        price, bad = _parse_number(raw[C.PRICE], text.get(C.PRICE), allow_missing=True)
         mark("bad_price", bad)
 
     n_invalid = int(np.count_nonzero(code))
@@ -323,11 +462,11 @@ def clean_purchases(
         )
 
     # --- cleaning rules
-    if C.ORDER_ID in raw.columns and cfg.drop_cancellations and cfg.cancel_prefixes:
-        oid = raw[C.ORDER_ID]
-        if oid.dtype == object or isinstance(oid.dtype, pd.StringDtype):
-            starts = oid.astype(str).str.startswith(tuple(cfg.cancel_prefixes))
-            mark("cancellation", starts.to_numpy(dtype=bool))
+    if cfg.drop_cancellations and cfg.cancel_prefixes and C.ORDER_ID in text:
+        d = text[C.ORDER_ID]
+        prefixes = tuple(cfg.cancel_prefixes)
+        hit = np.fromiter((str(u).startswith(prefixes) for u in d.uniques), bool, len(d.uniques))
+        mark("cancellation", d.take(hit, False))
     if qty is not None:
         if cfg.drop_returns:
             mark("return", qty < 0)
@@ -336,38 +475,51 @@ def clean_purchases(
     if cfg.drop_guests:
         mark("guest", cust_missing)
     if cfg.drop_non_products and (cfg.non_product_codes or cfg.non_product_pattern):
-        item = raw[C.ITEM_ID]
-        is_text = item.dtype == object or isinstance(item.dtype, pd.StringDtype)
-        if cfg.non_product_codes:
-            codes = list(cfg.non_product_codes)
-            if not is_text:  # numeric ids: only numeric codes can match
-                codes = pd.to_numeric(pd.Series(codes), errors="coerce").dropna().tolist()
-            mark("non_product", item.isin(codes).to_numpy())
-            if is_text:  # ids that are numbers stored as text, e.g. "123" vs 123.0
-                mark("non_product", item.astype(str).isin(cfg.non_product_codes).to_numpy())
-        if cfg.non_product_pattern:
-            rx = re.compile(cfg.non_product_pattern)
-            uniq = pd.unique(item.dropna())
-            hits = [u for u in uniq if rx.fullmatch(str(u))]
-            if hits:
-                mark("non_product", item.isin(hits).to_numpy())
-    if cfg.exclude_categories and C.CATEGORY in raw.columns:
-        mark("excluded_category", raw[C.CATEGORY].isin(cfg.exclude_categories).to_numpy())
-    if cfg.exclude_departments and "department" in raw.columns:
-        mark("excluded_department", raw["department"].isin(cfg.exclude_departments).to_numpy())
+        mark("non_product", _non_products(raw[C.ITEM_ID], text.get(C.ITEM_ID), cfg))
+    for reason, col, values in (
+        ("excluded_category", C.CATEGORY, cfg.exclude_categories),
+        ("excluded_department", "department", cfg.exclude_departments),
+    ):
+        if values and col in raw.columns:
+            d = text.get(col)
+            if d is not None:
+                hit = np.isin(np.array([str(u) for u in d.uniques], dtype=object),
+                              np.array(values, dtype=object))
+                mark(reason, d.take(hit, False))
+            else:
+                mark(reason, raw[col].astype(str).isin(values).to_numpy())
     if price is not None and cfg.drop_nonpositive_price:
         with np.errstate(invalid="ignore"):
             mark("nonpositive_price", price <= 0)
     first_of = None
     if cfg.drop_duplicates:
-        dup, first_of = _duplicates(raw, code == 0)
-        mark("duplicate", dup)
+        keys: dict[str, np.ndarray] = {}
+        for c in cols:
+            if c in text:
+                keys[c] = text[c].codes
+            elif c == C.TIMESTAMP:
+                keys[c] = ts.view(np.int64)
+            elif c == C.QUANTITY:
+                keys[c] = qty
+            elif c == C.PRICE:
+                keys[c] = price
+            else:
+                keys[c] = raw[c].to_numpy()
+        dup, first = _duplicates(keys, np.flatnonzero(code == 0))
+        del keys
+        code[dup] = _CODE["duplicate"]
+        first_of = dict(zip(dup[:N_EXAMPLES].tolist(), first[:N_EXAMPLES].tolist(), strict=True))
 
     # --- outputs
     keep = code == 0
+    rows = np.flatnonzero(keep)
     out: dict[str, Any] = {}
-    out[C.CUSTOMER_ID] = normalize_ids(raw[C.CUSTOMER_ID][keep]).to_numpy()
-    out[C.ITEM_ID] = normalize_ids(raw[C.ITEM_ID][keep]).to_numpy()
+    for col in (C.CUSTOMER_ID, C.ITEM_ID):
+        d = text.get(col)
+        if d is not None:
+            out[col] = _ids_from_distinct(d, rows)
+        else:
+            out[col] = normalize_ids(pd.Series(raw[col].to_numpy()[keep])).to_numpy()
     t = ts[keep]
     if cfg.day_level:
         t = t.astype("datetime64[D]").astype("datetime64[ns]")
@@ -377,20 +529,46 @@ def clean_purchases(
     if price is not None:
         out[C.PRICE] = price[keep]
     if C.ORDER_ID in raw.columns:
-        oid = raw[C.ORDER_ID][keep]
-        out[C.ORDER_ID] = normalize_ids(oid).to_numpy() if oid.notna().all() else oid.to_numpy()
+        out[C.ORDER_ID] = _order_ids(raw[C.ORDER_ID], text.get(C.ORDER_ID), rows)
     for col in (C.CATEGORY, C.ITEM_NAME, *EXTRA_COLUMNS):
         if col in raw.columns:
-            v = raw[col][keep]
-            if not (v.dtype == object):
-                v = v.astype(object).where(v.notna(), None)
-            out[col] = v.to_numpy()
-    purchases = pd.DataFrame(out)
+            d = text.get(col) or _Distinct(raw[col])
+            per = np.array([u if isinstance(u, str) else str(u) for u in d.uniques], dtype=object)
+            out[col] = d.take(per, None, rows)
+    purchases = pd.DataFrame(out, copy=False)  # no block consolidation copy
 
     counts = np.bincount(code, minlength=len(REASONS) + 1)
     rejects = _rejects(raw, code, n_invalid)
     report = _report(raw, code, counts, cfg, source, purchases, first_of)
     return CleanResult(purchases=purchases, rejects=rejects, report=report)
+
+
+def _non_products(item: pd.Series, d: _Distinct | None, cfg: CleanConfig) -> np.ndarray:
+    """Rows whose item id is a listed non-product code or matches the pattern."""
+    rx = re.compile(cfg.non_product_pattern) if cfg.non_product_pattern else None
+    codes = set(cfg.non_product_codes)
+    if d is None:  # numeric ids: compare their text form on the distinct values
+        d = _Distinct(item)
+        as_text = [str(int(u)) if float(u).is_integer() else str(u) for u in d.uniques]
+    else:
+        as_text = [str(u) for u in d.uniques]
+    hit = np.fromiter(
+        ((t in codes) or (rx is not None and rx.fullmatch(t) is not None) for t in as_text),
+        bool, len(as_text),
+    )
+    return d.take(hit, False)
+
+
+def _order_ids(s: pd.Series, d: _Distinct | None, rows: np.ndarray) -> np.ndarray:
+    """Order ids of ``rows``: int64 where all are whole numbers, else str (None if missing)."""
+    if d is None and s.dtype.kind in "iub":
+        return s.to_numpy()[rows].astype(np.int64, copy=False)
+    if d is None:
+        d = _Distinct(s)
+    if (d.codes[rows] >= 0).all():
+        return _ids_from_distinct(d, rows)
+    per = np.array([u if isinstance(u, str) else str(u) for u in d.uniques], dtype=object)
+    return d.take(per, None, rows)
 
 
 def _rejects(raw: pd.DataFrame, code: np.ndarray, n_invalid: int) -> pd.DataFrame:
@@ -417,6 +595,17 @@ def _rejects(raw: pd.DataFrame, code: np.ndarray, n_invalid: int) -> pd.DataFram
     return rej
 
 
+def _nunique(v: np.ndarray) -> int:
+    """Distinct values; int ids in a compact range are counted with a bitmap (no hashing)."""
+    if v.dtype.kind in "iu" and len(v):
+        lo, hi = int(v.min()), int(v.max())
+        if hi - lo < 8 * len(v) + 1024:
+            seen = np.zeros(hi - lo + 1, dtype=bool)
+            seen[v - lo] = True
+            return int(np.count_nonzero(seen))
+    return int(pd.Series(v).nunique())
+
+
 def _report(
     raw: pd.DataFrame,
     code: np.ndarray,
@@ -424,7 +613,7 @@ def _report(
     cfg: CleanConfig,
     source: str,
     purchases: pd.DataFrame,
-    first_of: np.ndarray | None,
+    first_of: dict[int, int] | None,
 ) -> dict[str, Any]:
     dropped = {r: int(counts[_CODE[r]]) for r in REASONS}
     examples: dict[str, list[dict[str, Any]]] = {}
@@ -436,7 +625,7 @@ def _report(
         ex = []
         for i in idx:
             if col is None:  # duplicate
-                value = f"duplicate of row {int(first_of[i]) + 1}" if first_of is not None else None
+                value = f"duplicate of row {first_of[int(i)] + 1}" if first_of else None
             else:
                 value = _as_text(raw[col].iloc[i])
             ex.append({"row": int(i) + 1, "column": col, "value": value})
@@ -450,9 +639,9 @@ def _report(
         "dropped": dropped,
         "invalid_reasons": list(INVALID_REASONS),
         "examples": examples,
-        "customers": int(purchases[C.CUSTOMER_ID].nunique()),
-        "items": int(purchases[C.ITEM_ID].nunique()),
-        "orders": int(purchases[C.ORDER_ID].nunique()) if C.ORDER_ID in purchases else None,
+        "customers": _nunique(purchases[C.CUSTOMER_ID].to_numpy()),
+        "items": _nunique(purchases[C.ITEM_ID].to_numpy()),
+        "orders": _nunique(purchases[C.ORDER_ID].to_numpy()) if C.ORDER_ID in purchases else None,
         "time_range": [str(ts.min()), str(ts.max())] if len(ts) else None,
         "columns": list(purchases.columns),
         "config": cfg.model_dump(),
