@@ -90,6 +90,8 @@ def test_evaluate_cli_last_basket_and_own_files(log_path, tmp_path, capsys):
     [
         (["--models", "nope"], "unknown model"),
         (["--cutoff", "1999-01-01"], "outside the data"),
+        (["--train", "a.parquet", "--test", "b.parquet"], "not both"),
+        (["--holdout-days", "-3"], "must be positive"),
         (["--k", "0"], None),  # argparse rejects it (exit 2 via SystemExit)
     ],
 )

@@ -55,6 +55,8 @@ def run(args: argparse.Namespace) -> int:
 
     if (args.train is None) != (args.test is None):
         raise PatronError("--train and --test go together")
+    if args.train and args.data:
+        raise PatronError("give either --data or --train/--test, not both")
     names = [n.strip() for n in args.models.split(",") if n.strip()]
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     classes = {n: get_model(n) for n in names}  # unknown names fail before any work
