@@ -105,8 +105,10 @@ def prepare(
     out = purchases.loc[keep, cols].copy()
     out[DAY] = out[C.TIMESTAMP].dt.normalize()
     out[C.SPEND] = spend_of(purchases.loc[keep], warn=warn).to_numpy()
-    cust_day = pd.MultiIndex.from_arrays([out[C.CUSTOMER_ID], out[DAY]])
-    cd_codes = pd.factorize(cust_day)[0].astype(np.int64)
+    day_num = out[DAY].to_numpy().astype("datetime64[D]").astype(np.int64)
+    cust_code = pd.factorize(out[C.CUSTOMER_ID])[0].astype(np.int64)
+    span = int(day_num.max() - day_num.min()) + 1
+    cd_codes = cust_code * span + (day_num - day_num.min())  # distinct per (customer, day)
     if C.ORDER_ID in purchases.columns and purchases[C.ORDER_ID].notna().any():
         codes = pd.factorize(purchases.loc[keep, C.ORDER_ID])[0].astype(np.int64)
         # lines without an order id fall back to the customer-day as their basket
