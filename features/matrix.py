@@ -93,26 +93,33 @@ def _int_codes(vals: np.ndarray, idmap: IdMap | None) -> tuple[np.ndarray, IdMap
     if idmap is not None and len(idmap):
         lo, hi = min(lo, int(idmap.ids.min())), max(hi, int(idmap.ids.max()))
     span = hi - lo + 1
-    if span > 4 * len(vals) + 10_000_000:
+    if span > 4 * len(vals) + 32_000_000:  # int32 table of at most ~128 MB beyond 4 x data
         return None
+    off = vals - lo
     if idmap is None:
         present = np.zeros(span, dtype=bool)
-        present[vals - lo] = True
-        lut = np.cumsum(present, dtype=np.int64) - 1
-        return lut[vals - lo], IdMap(np.flatnonzero(present) + lo)
-    lut = np.full(span, -1, dtype=np.int64)
-    lut[idmap.ids - lo] = np.arange(len(idmap))
-    return lut[vals - lo], idmap
+        present[off] = True
+        lut = np.cumsum(present, dtype=np.int32) - 1
+        return lut[off].astype(np.int64), IdMap(np.flatnonzero(present) + lo)
+    lut = np.full(span, -1, dtype=np.int32)
+    lut[idmap.ids - lo] = np.arange(len(idmap), dtype=np.int32)
+    return lut[off].astype(np.int64), idmap
 
 
-def _str_codes(vals: np.ndarray, idmap: IdMap | None) -> tuple[np.ndarray, IdMap] | None:
+def _str_codes(vals: pd.Series, idmap: IdMap | None) -> tuple[np.ndarray, IdMap] | None:
     """Codes of string values through Arrow hashing (faster than Python-object hashing)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    try:
-        arr = pa.array(vals, type=pa.string(), from_pandas=True)
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
+    try:  # Arrow-backed pandas strings convert without a copy
+        arr = pa.array(vals, from_pandas=True)
+        if isinstance(arr, pa.ChunkedArray):
+            arr = arr.combine_chunks()
+        if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
+            arr = arr.cast(pa.string()) if pa.types.is_null(arr.type) else None
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        arr = None
+    if arr is None:
         return None
     if idmap is None:
         enc = arr.dictionary_encode()
@@ -151,10 +158,17 @@ def encode_ids(values: pd.Series | np.ndarray, idmap: IdMap | None = None
     res = None
     if kind in "iu" and (idmap is None or idmap.is_numeric):
         res = _int_codes(arr.astype(np.int64, copy=False), idmap)
-    elif kind in "OUSTt" and (idmap is None or not idmap.is_numeric):
-        res = _str_codes(arr, idmap)
+    elif kind in "OUS" and (idmap is None or not idmap.is_numeric):
+        res = _str_codes(s, idmap)
     if res is not None:
         return res
+    if kind in "iu":  # wide-range ints: pandas hashing
+        arr = arr.astype(np.int64, copy=False)
+        if idmap is None:
+            codes, uniques = pd.factorize(arr, sort=True)
+            return codes.astype(np.int64), IdMap(uniques)
+        if idmap.is_numeric:
+            return pd.Index(idmap.ids).get_indexer(arr).astype(np.int64), idmap
     if idmap is None:
         idmap = IdMap.from_values(s)
     return idmap.index_of(arr, missing="ignore"), idmap
