@@ -67,3 +67,23 @@ def test_bad_reference_date_is_one_line_and_exit_2(data):
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0
     assert "reference date 1999-01-01" in proc.stderr
+
+
+def test_segments_offers_a_saved_models_top_n_in_the_winback_list(tmp_path, data):
+    from features.matrix import build_interactions
+    from training.models.registry import get_model
+
+    path, purchases = data
+    model = get_model("popularity")().fit(build_interactions(purchases))
+    model.save(tmp_path / "model")
+    out = tmp_path / "seg"
+    assert main(["segments", "--data", str(path), "--out", str(out),
+                 "--model", str(tmp_path / "model"), "--n-recs", "2"]) == 0
+    offers = pd.read_parquet(out / "offers.parquet")
+    winback = pd.read_parquet(out / "winback.parquet")
+    rec = offers[offers["source"] == "recommended"]
+    assert len(winback) > 0 and set(rec["customer_id"]) == set(winback["customer_id"])
+    assert rec.groupby("customer_id").size().max() == 2
+    fav = offers[offers["source"] == "favourite"]
+    both = rec.merge(fav, on=["customer_id", "item_id"])
+    assert both.empty  # recommendations never repeat the customer's favourites
