@@ -134,10 +134,11 @@ def association_rules(
         for lo in range(0, len(frequent), block_items):
             hi = min(lo + block_items, len(frequent))
             block = (sub_t @ csc[:, lo:hi]).tocoo()  # frequent x block
-            a = block.row.astype(np.int64)
-            bb = block.col.astype(np.int64) + lo
-            n_ab = block.data.astype(np.int64)
-            keep = (a != bb) & (n_ab >= min_support_baskets)
+            keep = block.data >= min_support_baskets
+            a = block.row[keep].astype(np.int64)
+            bb = block.col[keep].astype(np.int64) + lo
+            n_ab = block.data[keep].astype(np.int64)
+            keep = a != bb
             a, bb, n_ab = frequent[a[keep]], frequent[bb[keep]], n_ab[keep]
             conf = n_ab / per_item[a]
             lift = conf * n_b / per_item[bb]

@@ -29,10 +29,14 @@ def _most_frequent(item_codes: np.ndarray, values: pd.Series, n_items: int) -> n
         (np.ones(int(ok.sum()), dtype=np.int64), (item_codes[ok], v[ok])),
         shape=(n_items, len(vmap)),
     )
-    m.sum_duplicates()
-    has = np.diff(m.indptr) > 0
-    best = np.asarray(m.argmax(axis=1)).ravel()
-    out[has] = vmap.ids[best[has]]
+    m.sum_duplicates()  # sorted indices: the first maximum is the smallest value
+    counts = np.diff(m.indptr)
+    has = counts > 0
+    rows = np.repeat(np.arange(n_items), counts)
+    row_max = np.maximum.reduceat(m.data, m.indptr[:-1][has])
+    at_max = np.flatnonzero(m.data == np.repeat(row_max, counts[has]))
+    first = at_max[np.r_[True, rows[at_max][1:] != rows[at_max][:-1]]]
+    out[rows[first]] = vmap.ids[m.indices[first]]
     return out
 
 

@@ -60,3 +60,16 @@ def test_synthetic_premium_versions_sit_in_a_higher_tier():
     prem = t.loc[pp["premium"], "price_tier"].to_numpy()
     assert (prem > cheap).all() and (prem == 3).all()
     assert (t.loc[pp["premium"], "category"].to_numpy() == pp["category"].to_numpy()).all()
+
+
+def test_most_frequent_category_and_name_ties_take_smallest():
+    p = pd.DataFrame({
+        "customer_id": [1, 2, 3, 4, 5],
+        "item_id": ["x", "x", "y", "y", "y"],
+        "category": ["b", "a", "c", None, None],
+        "item_name": ["X1", "X0", "Y", "Y", "Y2"],
+    })
+    t = item_table(p).set_index("item_id")
+    assert t.loc["x", "category"] == "a" and t.loc["y", "category"] == "c"
+    assert t.loc["x", "item_name"] == "X0" and t.loc["y", "item_name"] == "Y"
+    assert t["price_tier"].isna().all()  # no price column
