@@ -43,6 +43,7 @@ class CompareResult:
     reference: str
     k: int
     primary: str = "ndcg"
+    n_boot: int = 1000
     split: dict = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     timings: dict = field(default_factory=dict)
@@ -213,7 +214,7 @@ def compare(
                 })
     return CompareResult(
         metrics=pd.DataFrame(metric_rows), differences=pd.DataFrame(diff_rows),
-        reference=reference, k=k, split={**split.description, **ts.stats},
+        reference=reference, k=k, n_boot=n_boot, split={**split.description, **ts.stats},
         warnings=warnings, timings=timings,
     )
 
@@ -234,8 +235,11 @@ def format_compare(result: CompareResult, metrics: tuple[str, ...] = ("ndcg", "r
     d = result.differences
     if not d.empty:
         d = d[d["metric"].isin(metrics)].copy()
-        d["cell"] = [f"{v:+.4f} [{a:+.4f}, {b:+.4f}] p={p:.3g}" for v, a, b, p in
-                     zip(d["diff"], d["diff_low"], d["diff_high"], d["p_bootstrap"], strict=True)]
+        floor = 1.0 / (result.n_boot + 1)  # the smallest bootstrap p-value there is
+        d["cell"] = [
+            f"{v:+.4f} [{a:+.4f}, {b:+.4f}] " + (f"p<={floor:.1g}" if p <= floor * 1.01 else f"p={p:.3g}")
+            for v, a, b, p in zip(d["diff"], d["diff_low"], d["diff_high"], d["p_bootstrap"], strict=True)
+        ]
         for mode, grp in d.groupby("mode", sort=False):
             out.append(f"\nmode {mode}: difference against {result.reference} (paired bootstrap)")
             out.append(grp.pivot(index="model", columns="metric", values="cell")
