@@ -246,7 +246,7 @@ def generate_purchases(
         C.ORDER_ID: line_ord + 1,
         C.CATEGORY: cat_names[cat_of[line_item]],
         C.ITEM_NAME: names[line_item],
-    })
+    }, copy=False)  # fresh arrays: no copy, no block consolidation
 
     # ---- truth ---------------------------------------------------------------------------
     items = pd.DataFrame({
