@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from features import columns as C
 from features.clean import CleanConfig
@@ -101,7 +102,7 @@ def _complete_journey(tx: pd.DataFrame, products: pd.DataFrame | None, source: s
             codes, cats = pd.factorize(products[src])
             taken = np.where(pos >= 0, codes[pos], -1)
             frame[col] = pd.Categorical.from_codes(taken, categories=cats)
-    return RawLog(pd.DataFrame(frame), COMPLETE_JOURNEY_CONFIG, source, "package")
+    return RawLog(pd.DataFrame(frame, copy=False), COMPLETE_JOURNEY_CONFIG, source, "package")
 
 
 def _load_completejourney() -> RawLog:
@@ -136,6 +137,23 @@ def _format_of(path: Path) -> str:
     raise PatronError(f"{path}: unknown file type (expected .csv, .tsv or .parquet)")
 
 
+def _read_csv_arrow(
+    path: Path, sep: str, columns: list[str] | None, text_columns: tuple[str, ...]
+) -> pd.DataFrame:
+    """pyarrow's multi-threaded CSV reader; ``text_columns`` stay text (ids keep their form,
+    empty cells are missing)."""
+    from pyarrow import csv
+
+    convert = csv.ConvertOptions(
+        column_types={c: pa.string() for c in text_columns},
+        include_columns=columns,
+        strings_can_be_null=True,
+    )
+    table = csv.read_csv(path, parse_options=csv.ParseOptions(delimiter=sep),
+                         convert_options=convert)
+    return table.to_pandas()
+
+
 def read_table(
     path: str | os.PathLike, columns: list[str] | None = None, text_columns: tuple[str, ...] = ()
 ) -> pd.DataFrame:
@@ -148,10 +166,10 @@ def read_table(
         if fmt == "parquet":
             return pd.read_parquet(path, columns=columns)
         sep = "\t" if fmt == "tsv" else ","
-        dtype = {c: str for c in text_columns}
         try:
-            return pd.read_csv(path, sep=sep, usecols=columns, dtype=dtype, engine="pyarrow")
-        except (ValueError, TypeError, ImportError):  # pyarrow cannot: ragged rows, options
+            return _read_csv_arrow(path, sep, columns, text_columns)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):  # e.g. ragged rows: let the
+            dtype = {c: str for c in text_columns}  # pandas parser try and name the line
             return pd.read_csv(path, sep=sep, usecols=columns, dtype=dtype, low_memory=False)
     except (OSError, ValueError, pd.errors.ParserError) as exc:
         if isinstance(exc, PatronError):
