@@ -112,3 +112,11 @@ def test_save_and_load_tables_round_trip(tmp_path, tables):
     assert back.shop_cycle_days == tables.shop_cycle_days
     csv = pd.read_csv(tmp_path / "t" / "customers.csv", encoding="utf-8-sig")
     assert csv["value_segment_zh"].tolist() == tables.customers["value_segment_zh"].tolist()
+
+
+def test_no_prices_warns_and_says_so_in_the_notes(log):
+    with pytest.warns(UserWarning, match="no price column"):
+        t = build_customer_tables(log.drop(columns="price"))
+    assert any("Monetary is quantity" in n for n in t.notes)
+    c = t.customers.set_index("customer_id")
+    assert c["monetary"].sum() == pytest.approx(log["quantity"].sum())
