@@ -112,3 +112,15 @@ def test_repurchase_intervals_recover_planted_intervals():
     assert len(t) == len(truth) > 10
     assert (t["interval_source"] == "own").all()
     assert (t["own_interval"] - t["interval_days"]).abs().max() <= 1.0  # jitter is +-1 day
+
+
+@pytest.mark.parametrize("values", [
+    np.array([3.0, 1.0, 2.0, 10.0, 4.5, 7.0, 7.0]),  # day gaps / half-day medians: integer sort
+    np.array([0.3, 1.7, 2.2, 10.1, 4.4, 7.9, 7.0]),  # any floats: lexsort
+])
+def test_group_median_matches_pandas(values):
+    from features.customers.repurchase import _group_median
+
+    group = np.array([0, 0, 0, 2, 2, 2, 2])
+    expected = pd.Series(values).groupby(group).median().reindex(range(4)).to_numpy()
+    np.testing.assert_allclose(_group_median(values, group, 4), expected)

@@ -30,8 +30,15 @@ def _group_median(values: np.ndarray, group: np.ndarray, n_groups: int) -> np.nd
     out = np.full(n_groups, np.nan)
     if len(values) == 0:
         return out
-    order = np.lexsort((values, group))
-    v, g = values[order], group[order]
+    twice = values * 2.0
+    if np.array_equal(twice, np.round(twice)) and twice.min() >= 0:
+        # day gaps (and medians of them) are multiples of 0.5: one integer sort is much faster
+        width = int(twice.max()) + 1
+        keys = np.sort(group.astype(np.int64) * width + twice.astype(np.int64))
+        g, v = keys // width, (keys % width) / 2.0
+    else:
+        order = np.lexsort((values, group))
+        v, g = values[order], group[order]
     counts = np.bincount(g, minlength=n_groups)
     starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
     has = counts > 0
