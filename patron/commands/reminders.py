@@ -24,7 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="repeats needed for a customer's own interval, else the item's "
                         "population median (default 2)")
     parser.add_argument("--max-per-customer", type=int, metavar="N",
-                        help="keep the N best reminders per customer (default all due)")
+                        help="keep the N best reminders per customer (default all due; "
+                        "--evaluate uses --top-n instead)")
     parser.add_argument("--out", metavar="FILE", help="write reminders as .csv or .parquet")
     parser.add_argument("--evaluate", action="store_true",
                         help="hold out the window after the cutoff and print precision/recall "
