@@ -81,12 +81,12 @@ def run(args: argparse.Namespace) -> int:
             return 0
         rem = reminders(purchases, args.cutoff, config, rconfig, key)
     took = time.perf_counter() - t1
+    if args.out:
+        _write(rem, Path(args.out))
     print(f"{len(rem):,} reminders for {rem[C.CUSTOMER_ID].nunique():,} customers due within "
           f"{args.horizon_days} days; load {t_load:.1f}s, reminders {took:.1f}s")
     with pd.option_context("display.width", 160, "display.max_columns", 20):
         print(rem.head(10).to_string(index=False))
-    if args.out:
-        _write(rem, Path(args.out))
     return 0
 
 
