@@ -59,6 +59,8 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         err = exc.errors()[0]
         raise PatronError(f"bad setting {err['loc'][0]}: {err['msg']}") from None
+    if args.out and Path(args.out).suffix.lower() not in (".csv", ".parquet", ".pq"):
+        raise PatronError(f"--out {args.out}: use a .csv or .parquet file name")
     key = C.ITEM_ID if args.level == "item" else C.CATEGORY
     t0 = time.perf_counter()
     purchases = load_dataset(args.data)
