@@ -94,20 +94,25 @@ def run_ab(
     seed: int = 0,
     out: str | os.PathLike | None = None,
     timeout_s: float = 10.0,
+    exclude_bought: bool | None = None,
 ) -> RunResult:
     """Replay up to ``max_requests`` shoppers against the service at ``url``.
 
     Stops at ``max_requests`` visits or after ``max_seconds`` (visits not sent are
     counted in the summary, not in the outcomes). Failed requests are kept in the
     outcomes with their ``status``/``error`` (the analysis excludes and counts them).
-    Writes the outcomes to ``out`` (JSON Lines) when given.
+    Writes the outcomes to ``out`` (JSON Lines) when given. Shoppers are visited only
+    at baskets early enough for a full attribution window. ``exclude_bought`` is sent
+    to the service when set (else the service's default applies).
     """
     import httpx
 
     base = check_loopback(url)
     if max_requests <= 0 or max_seconds <= 0 or concurrency <= 0:
         raise PatronError("max_requests, max_seconds and concurrency must be positive")
-    plan = plan_visits(purchases, holdout_days, max_visits=max_requests, seed=seed)
+    plan = plan_visits(purchases, holdout_days, max_visits=max_requests, seed=seed,
+                       window_days=window_days)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not one INFO line per request
     visits = plan.visits
     if visits.empty:
         raise PatronError("no shoppers in the held-out period: nothing to replay")
@@ -131,6 +136,8 @@ def run_ab(
                 stop.set()
                 return {"visit_id": i, "status": -1, "error": "not sent (time limit)"}
             body = {"customer_id": _json_id(cids[i]), "n": k, "experiment": experiment}
+            if exclude_bought is not None:
+                body["exclude_bought"] = bool(exclude_bought)
             sent = time.time()
             try:
                 r = client.post("/recommend", json=body)
@@ -176,6 +183,7 @@ def run_ab(
         "url": base,
         "experiment": experiment,
         "k": k,
+        "exclude_bought": exclude_bought,
         "window_days": float(window_days),
         "planned_visits": int(len(visits)),
         "sent": int(len(merged)),

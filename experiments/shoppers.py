@@ -40,8 +40,13 @@ def plan_visits(
     holdout_days: int = 28,
     max_visits: int | None = None,
     seed: int = 0,
+    window_days: float | None = None,
 ) -> ShopperPlan:
-    """One visit per held-out shopper (random sample of ``max_visits`` of them), in time order."""
+    """One visit per held-out shopper (random sample of ``max_visits`` of them), in time order.
+
+    With ``window_days``, visits are drawn only from baskets early enough that the whole
+    attribution window lies inside the data (later shoppers are counted, not visited).
+    """
     missing = [c for c in C.REQUIRED if c not in purchases.columns]
     if missing:
         raise PatronError(f"purchases: missing column(s) {missing}; have {list(purchases.columns)}")
@@ -64,6 +69,9 @@ def plan_visits(
     # a basket = order_id where present, else the purchase timestamp itself
     bkey = C.ORDER_ID if C.ORDER_ID in held and held[C.ORDER_ID].notna().all() else C.TIMESTAMP
     baskets = held.groupby([C.CUSTOMER_ID, bkey], sort=False)[C.TIMESTAMP].min().reset_index()
+    n_all = int(baskets[C.CUSTOMER_ID].nunique())
+    if window_days is not None:
+        baskets = baskets[baskets[C.TIMESTAMP] <= ts.max() - pd.Timedelta(days=float(window_days))]
     rng = np.random.default_rng(seed)
     baskets = baskets.assign(_r=rng.random(len(baskets)))
     pick = baskets.sort_values("_r", kind="stable").drop_duplicates(C.CUSTOMER_ID)
@@ -81,7 +89,8 @@ def plan_visits(
         "cutoff": str(cutoff),
         "holdout_days": int(holdout_days),
         "heldout_rows": int(len(held)),
-        "heldout_shoppers": int(n_shoppers),
+        "heldout_shoppers": int(n_all),
+        "shoppers_without_full_window": int(n_all - n_shoppers),
         "visits": int(len(visits)),
         "revenue_available": bool(np.isfinite(held["spend"]).any()),
     }

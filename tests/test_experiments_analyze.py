@@ -146,6 +146,10 @@ def test_attribution_window_and_one_credit_per_purchase_line():
     })
     plan = plan_visits(purchases, holdout_days=20)
     assert len(plan.visits) == 2 and plan.description["heldout_shoppers"] == 2
+    # only baskets with a full attribution window inside the data are visited
+    late = plan_visits(purchases, holdout_days=20, window_days=8.5)
+    assert list(late.visits["customer_id"]) == [1]
+    assert late.description["shoppers_without_full_window"] == 1
     visits = pd.DataFrame({
         "visit_id": [0, 1, 2], "customer_id": [1, 1, 2],
         "visit_time": [t0, t0 + pd.Timedelta(hours=1), t0],

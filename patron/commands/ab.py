@@ -22,6 +22,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--max-seconds", type=float, default=60.0, help="stop sending after this long")
     run.add_argument("--concurrency", type=int, default=4, help="requests in flight")
     run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--include-bought", dest="exclude_bought", action="store_const", const=False,
+                     help="ask the service to include items the shopper bought before (re-buys)")
+    run.add_argument("--exclude-bought", dest="exclude_bought", action="store_const", const=True,
+                     help="ask the service to leave out items bought before (default: service default)")
 
     an = sub.add_parser("analyze", help="join the exposure log with outcomes and test the variants")
     an.add_argument("--exposures", required=True, help="the service's exposure log (JSON Lines)")
@@ -64,6 +68,7 @@ def _run(args) -> int:
         args.url, purchases, args.experiment, holdout_days=args.holdout_days,
         window_days=args.window_days, k=args.k, max_requests=args.max_requests,
         max_seconds=args.max_seconds, concurrency=args.concurrency, seed=args.seed, out=args.out,
+        exclude_bought=args.exclude_bought,
     )
     print(json.dumps(res.summary, indent=2, default=str))
     print(f"outcomes: {res.path}")
