@@ -155,7 +155,15 @@ class CleanResult:
 
 
 def _is_text(s: pd.Series) -> bool:
-    return s.dtype == object or isinstance(s.dtype, pd.StringDtype | pd.CategoricalDtype)
+    """Object, string, categorical or other non-numeric, non-datetime columns."""
+    return s.dtype.kind not in "iufbmM"
+
+
+def _exact_key(s: pd.Series) -> np.ndarray:
+    """A numpy array whose equality is the column's equality (for duplicate detection)."""
+    if isinstance(s.dtype, np.dtype):
+        return s.to_numpy()
+    return pd.factorize(s)[0]  # extension dtypes (nullable Int64, ...): exact codes
 
 
 class _Distinct:
@@ -462,6 +470,7 @@ def clean_purchases(
         )
 
     # --- cleaning rules
+    notes = _rule_warnings(cfg, cols, text)
     if cfg.drop_cancellations and cfg.cancel_prefixes and C.ORDER_ID in text:
         d = text[C.ORDER_ID]
         prefixes = tuple(cfg.cancel_prefixes)
@@ -504,7 +513,7 @@ def clean_purchases(
             elif c == C.PRICE:
                 keys[c] = price
             else:
-                keys[c] = raw[c].to_numpy()
+                keys[c] = _exact_key(raw[c])
         dup, first = _duplicates(keys, np.flatnonzero(code == 0))
         del keys
         code[dup] = _CODE["duplicate"]
@@ -540,7 +549,25 @@ def clean_purchases(
     counts = np.bincount(code, minlength=len(REASONS) + 1)
     rejects = _rejects(raw, code, n_invalid)
     report = _report(raw, code, counts, cfg, source, purchases, first_of)
+    report["warnings"] = notes
     return CleanResult(purchases=purchases, rejects=rejects, report=report)
+
+
+def _rule_warnings(cfg: CleanConfig, cols: list[str], text: dict) -> list[str]:
+    """Rules that are set but cannot apply to this log (their column is absent)."""
+    notes = []
+    for values, col, name in (
+        (cfg.exclude_categories, C.CATEGORY, "exclude_categories"),
+        (cfg.exclude_departments, "department", "exclude_departments"),
+        (cfg.drop_cancellations and cfg.cancel_prefixes, C.ORDER_ID, "cancel_prefixes"),
+    ):
+        if values and col not in cols:
+            notes.append(f"{name} is set but the log has no {col!r} column")
+        elif name == "cancel_prefixes" and values and col not in text:
+            notes.append(f"cancel_prefixes is set but {col!r} is numeric: no prefix can match")
+    if C.QUANTITY not in cols:
+        notes.append("no 'quantity' column: returns and zero quantities cannot be detected")
+    return notes
 
 
 def _non_products(item: pd.Series, d: _Distinct | None, cfg: CleanConfig) -> np.ndarray:

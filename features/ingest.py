@@ -204,6 +204,8 @@ def format_summary(report: dict[str, Any]) -> str:
     )
     if report.get("time_range"):
         lines.append(f"time        {report['time_range'][0]} .. {report['time_range'][1]}")
+    for note in report.get("warnings") or ():
+        lines.append(f"warning     {note}")
     for key, path in (report.get("outputs") or {}).items():
         if path:
             lines.append(f"{key:<11} {path}")
