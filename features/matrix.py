@@ -197,7 +197,13 @@ def tfidf_weight(x: sp.spmatrix) -> sp.csr_matrix:
 
 def _decay(purchases: pd.DataFrame, keep: np.ndarray, config: MatrixConfig
            ) -> tuple[np.ndarray, pd.Timestamp]:
-    ts = pd.to_datetime(_col(purchases, C.TIMESTAMP, "half_life_days is set"))
+    ts = _col(purchases, C.TIMESTAMP, "half_life_days is set")
+    if not pd.api.types.is_datetime64_any_dtype(ts):
+        try:
+            ts = pd.to_datetime(ts)
+        except (ValueError, TypeError) as exc:
+            raise PatronError(f"purchases: column {C.TIMESTAMP!r} is not a timestamp: {exc}"
+                              ) from None
     t = ts.to_numpy(dtype="datetime64[ns]")[keep]
     if config.reference_time is not None:
         ref = pd.Timestamp(config.reference_time)
@@ -279,7 +285,6 @@ def build_interactions(
         m.sum_duplicates()
         return m
 
-    counts = to_csr(np.ones(len(r), dtype=np.float32))
     weighting = config.model_dump(mode="json")
     decay = None
     if config.half_life_days is not None:
@@ -287,23 +292,30 @@ def build_interactions(
         weighting["reference_time"] = ref.isoformat()
     line_vals = _line_values(purchases, keep, config)
 
-    if config.weighting == "binary" and decay is not None:
-        # most recent line's factor per cell: position of each line's cell in the CSR
-        key_cells = np.repeat(np.arange(shape[0], dtype=np.int64), np.diff(counts.indptr))
-        key_cells = key_cells * shape[1] + counts.indices
-        pos = np.searchsorted(key_cells, r.astype(np.int64) * shape[1] + c)
-        data = np.zeros(counts.nnz, dtype=np.float64)
-        np.maximum.at(data, pos, decay)
-        values = sp.csr_matrix((data, counts.indices, counts.indptr), shape=shape)
-    elif line_vals is None and decay is None:
+    if line_vals is None and (decay is None or config.weighting == "binary"):
+        counts = to_csr(np.ones(len(r), dtype=np.float32))
         values = counts.copy()
         if config.weighting == "binary":
             values.data = np.ones_like(values.data)
+        if decay is not None:
+            # binary + decay: the most recent line's factor; lines sorted by cell key are
+            # in CSR order, so a max-reduce per run of equal keys gives the data
+            key = r.astype(np.int64) * shape[1] + c
+            order = np.argsort(key)
+            key = key[order]
+            starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+            data = np.maximum.reduceat(decay[order], starts) if len(starts) else np.zeros(0)
+            values = sp.csr_matrix((data, counts.indices.copy(), counts.indptr.copy()),
+                                   shape=shape)
     else:
+        # one conversion sums values (real part) and line counts (imaginary part)
         line = np.ones(len(r)) if line_vals is None else line_vals
         if decay is not None:
             line = line * decay
-        values = to_csr(line.astype(np.float64))
+        both = to_csr(line + 1j)
+        values = sp.csr_matrix((both.data.real.copy(), both.indices, both.indptr), shape=shape)
+        counts = sp.csr_matrix((both.data.imag.astype(np.float32), both.indices.copy(),
+                                both.indptr.copy()), shape=shape)
     if config.weighting == "log1p":
         values.data = np.log1p(values.data)
 
