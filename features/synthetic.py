@@ -17,7 +17,8 @@ structure that was planted:
 
 Everything is vectorised numpy and deterministic for a seed; millions of lines take
 seconds. Item ids are ``"I0007"``-style strings (permuted, so an id does not reveal its
-role); customer ids are int64 from 1; ``order_id`` is int64 and increases with time.
+role); customer ids are int64 from 1; ``order_id`` is int64 and increases with time; an
+order holds each item at most once (quantities summed), so the log is already clean.
 """
 
 from __future__ import annotations
@@ -231,9 +232,16 @@ def generate_purchases(
     seg_item.append(cat_start[o_pref[rep_ord]] + _STAPLE)
 
     line_ord, line_item = _merge_sorted_segments(seg_ord, seg_item, n_ord)
+    qty = 1.0 + rng.poisson(0.25, len(line_ord))
+    # one line per (order, item), quantities summed, as in a clean log (timsort on
+    # nearly sorted keys: lines are already grouped by order)
+    key = line_ord * n_items + line_item
+    srt = np.argsort(key, kind="stable")
+    key = key[srt]
+    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+    line_ord, line_item = line_ord[srt[starts]], line_item[srt[starts]]
+    qty = np.add.reduceat(qty[srt], starts) if len(starts) else qty
     m = len(line_ord)
-
-    qty = 1.0 + rng.poisson(0.25, m)
     disc = np.where(rng.random(m) < 0.1, 0.8, 1.0)
     ts = start_ts.to_datetime64().astype("datetime64[ns]") + (
         t[line_ord] * 1_000_000_000).astype("timedelta64[ns]")

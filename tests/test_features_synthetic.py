@@ -28,6 +28,7 @@ def test_schema_and_default_size():
     per_order = p.groupby(C.ORDER_ID).agg(c=(C.CUSTOMER_ID, "nunique"), t=(C.TIMESTAMP, "nunique"))
     assert (per_order == 1).all().all()
     assert (p[C.PRICE] > 0).all() and (p[C.QUANTITY] >= 1).all()
+    assert not p.duplicated([C.ORDER_ID, C.ITEM_ID]).any()  # one line per item and order
 
 
 def test_deterministic_for_a_seed():
