@@ -142,7 +142,7 @@ class MLflowTrialCallback:
 
     The run carries the trial's params, its intermediate values as the metric
     ``val.<metric>`` with step = epoch, the final value, the trial's numeric user
-    attributes (``fit_seconds``...), duration and state. Pruned trials end ``KILLED``
+    attributes (``fit_seconds_with_validation``...), duration and state. Pruned trials end ``KILLED``
     with tag ``optuna.state=PRUNED``; failed ones ``FAILED``.
     """
 

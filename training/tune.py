@@ -27,6 +27,8 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
+import socket
 import tempfile
 import time
 import warnings
@@ -55,6 +57,7 @@ from training.tracking import PATRON_DIR, metric_key
 log = logging.getLogger(__name__)
 
 BASELINES = ("popularity", "recent_popularity", "repeat_buy")
+WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"  # trial attr "worker": who ran it
 
 __all__ = [
     "TuneSettings", "ModelOutcome", "TuneResult", "StorageError", "resolve_storage",
@@ -92,6 +95,10 @@ class TuneSettings:
     n_startup_trials: int = 5
     pruner: Any = None  # an optuna pruner; None = MedianPruner over the epoch reports
     log_model: bool = True  # log the best model as pyfunc even when not registering
+    heartbeat: int | None = 10  # seconds between trial heartbeats (None: no heartbeat)
+    grace_period: int | None = None  # a RUNNING trial silent this long is failed (2x heartbeat)
+    max_retry: int = 2  # a trial failed by a lost worker is re-queued this many times
+    worker_index: int = 0  # distinct per worker on a shared study (sampler seed offset)
 
 
 @dataclass
@@ -136,8 +143,14 @@ def _mask(url: str) -> str:
     return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", url)
 
 
-def open_storage(url: str | None):
-    """An Optuna RDB storage; :class:`StorageError` in one line when it cannot be reached."""
+def open_storage(url: str | None, heartbeat: int | None = None, grace_period: int | None = None,
+                 max_retry: int = 2):
+    """An Optuna RDB storage; :class:`StorageError` in one line when it cannot be reached.
+
+    With ``heartbeat`` (seconds), running trials beat; a trial whose worker died (kill -9,
+    lost machine) is failed after ``grace_period`` by the next worker that starts a trial,
+    and re-queued up to ``max_retry`` times with the same parameters.
+    """
     import optuna
 
     url = resolve_storage(url)
@@ -148,27 +161,52 @@ def open_storage(url: str | None):
     kwargs = {}
     if url.startswith(("postgres", "mysql")):
         kwargs = {"connect_args": {"connect_timeout": 5}}
+    hb: dict = {}
+    if heartbeat:
+        hb = {"heartbeat_interval": int(heartbeat), "grace_period": grace_period,
+              "heartbeat_stale_trial_callback":
+                  optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retry)}
     try:
-        return optuna.storages.RDBStorage(url, engine_kwargs=kwargs or None)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(url, engine_kwargs=kwargs or None, **hb)
     except Exception as exc:  # SQLAlchemy / driver errors
         msg = (" ".join(str(exc).split()) or type(exc).__name__)[:200]
         raise StorageError(f"cannot reach Optuna storage {_mask(url)} ({msg})") from exc
+
+
+def check_study(storage, name: str, settings: TuneSettings) -> int:
+    """Refuse an existing study ``name`` that minimises or was tuned for another metric or
+    mode (before anything is written); returns its number of trials (0 when new)."""
+    import optuna
+
+    try:
+        existing = optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        return 0
+    except Exception as exc:  # storage went away, damaged database
+        msg = (" ".join(str(exc).split()) or type(exc).__name__)[:200]
+        raise StorageError(f"cannot open study {name!r} ({msg})") from exc
+    if existing.direction != optuna.study.StudyDirection.MAXIMIZE:
+        raise StorageError(f"study {name!r} exists but minimises; Patron studies maximise "
+                           "the metric: pick another --study name")
+    attrs = existing.user_attrs
+    for key, want in (("metric", settings.metric), ("mode", settings.mode)):
+        have = attrs.get(f"patron.{key}")
+        if have is not None and have != want:
+            raise StorageError(f"study {name!r} exists with {key} {have!r}, this run asks for "
+                               f"{want!r}: use --{key} {have} or pick another --study name")
+    return len(existing.trials)
 
 
 def open_study(storage, name: str, settings: TuneSettings):
     """Create or resume study ``name`` (maximise; seeded TPE; median pruner)."""
     import optuna
 
-    try:
-        existing = optuna.load_study(study_name=name, storage=storage)
-        n_before = len(existing.trials)
-    except KeyError:
-        n_before = 0
-    except Exception as exc:  # storage went away, damaged database
-        msg = (" ".join(str(exc).split()) or type(exc).__name__)[:200]
-        raise StorageError(f"cannot open study {name!r} ({msg})") from exc
+    n_before = check_study(storage, name, settings)
     sampler = optuna.samplers.TPESampler(
-        seed=settings.seed + n_before,  # a resumed study does not replay its first trials
+        # a resumed study does not replay its first trials; workers do not repeat each other
+        seed=settings.seed + n_before + 7919 * settings.worker_index,
         n_startup_trials=settings.n_startup_trials,
     )
     pruner = settings.pruner or optuna.pruners.MedianPruner(
@@ -186,6 +224,9 @@ def open_study(storage, name: str, settings: TuneSettings):
     if study.direction != optuna.study.StudyDirection.MAXIMIZE:
         raise StorageError(f"study {name!r} exists but minimises; Patron studies maximise "
                            "the metric: pick another --study name")
+    for key, value in (("metric", settings.metric), ("mode", settings.mode)):
+        if study.user_attrs.get(f"patron.{key}") is None:
+            study.set_user_attr(f"patron.{key}", value)
     return study
 
 
@@ -220,6 +261,7 @@ class _Objective:
 
         from training.spaces import suggest
 
+        trial.set_user_attr("worker", WORKER_ID)
         params = suggest(self.model, trial, self.s.fixed.get(self.model))
         trial.set_user_attr("params", params)
         mconfig, _ = split_params(self.model, params)
@@ -247,7 +289,7 @@ class _Objective:
         rec, _, fit_s = fit_model(self.fit_part, self.model, params,
                                   TrainingOptions(seed=self.s.seed, num_threads=self.s.num_threads),
                                   callback=cb, matrix=matrix)
-        trial.set_user_attr("fit_seconds", round(fit_s, 3))
+        trial.set_user_attr("fit_seconds_with_validation", round(fit_s, 3))
         if last.get("epoch") == n_iter and cb is not None:
             value = last["value"]
         else:
@@ -326,7 +368,9 @@ def tune(
     _check_settings(s)
     # the progress bar and MLflow say it; Optuna's per-trial lines would break the bar
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = open_storage(s.storage)            # fail fast: storage ...
+    storage = open_storage(s.storage, s.heartbeat, s.grace_period, s.max_retry)  # fail fast:
+    for model in s.models:                                     # storage, studies ...
+        check_study(storage, f"{s.study}.{model}", s)
     uri, exp_id = setup_mlflow(tracking_uri, experiment)  # ... and tracking store
     split = split_global_time(purchases, holdout_days=s.holdout_days, min_customers=s.min_customers)
     val = split_validation(split.train, s.validation_days, min_customers=s.min_customers)
@@ -354,13 +398,15 @@ def tune(
             progress = _Progress(model, s.n_trials, s.progress)
             cb = MLflowTrialCallback(uri, exp_id, pid, s.metric, model,
                                      tags={"patron.split_id": sid})
+            _on_stale_trials(storage, cb)
+            catch = (PatronError, MemoryError, np.linalg.LinAlgError)
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", category=UserWarning)
                     if s.n_trials != 0:
                         study.optimize(objective, n_trials=s.n_trials, timeout=s.timeout,
-                                       callbacks=[cb, progress],
-                                       catch=(PatronError, MemoryError, np.linalg.LinAlgError))
+                                       callbacks=[cb, progress], catch=catch)
+                    run_retries(study, objective, [cb, progress], catch)
             finally:
                 progress.close()
             outcome = _outcome(model, study)
@@ -400,6 +446,74 @@ def tune(
             registered, promotion = _log_best(best, register, s, sid, out_dir, promote_registered,
                                               uri)
     return TuneResult(outcomes, table, best, description, pid, registered, promotion)
+
+
+def _on_stale_trials(storage, mlflow_cb) -> None:
+    """Trials failed for a lost heartbeat: re-queue them (storage's retry callback) and
+    record each as a FAILED nested MLflow run of this session."""
+    retry = getattr(storage, "heartbeat_stale_trial_callback", None)
+    if retry is None:
+        return
+    retry = getattr(retry, "_patron_retry", retry)
+
+    def on_stale(study, trial) -> None:
+        retry(study, trial)
+        try:
+            mlflow_cb(study, trial)
+        except Exception as exc:  # tracking is secondary to the study here
+            log.warning("MLflow run for stale trial %d not logged: %s", trial.number, exc)
+
+    on_stale._patron_retry = retry  # type: ignore[attr-defined]
+    storage.heartbeat_stale_trial_callback = on_stale
+
+
+def _suspect_trials(storage, study) -> tuple[int, int]:
+    """(waiting trials, RUNNING trials whose heartbeat is older than two beats)."""
+    import datetime
+
+    import sqlalchemy
+    from optuna.storages._rdb import models
+    from optuna.trial import TrialState
+
+    waiting = len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+    interval = storage.get_heartbeat_interval()
+    with storage.scoped_session() as session:
+        now = session.execute(sqlalchemy.func.now()).scalar().replace(tzinfo=None)
+        limit = now - datetime.timedelta(seconds=2 * interval + 1)
+        silent = (session.query(models.TrialModel.trial_id)
+                  .join(models.TrialHeartbeatModel)
+                  .filter(models.TrialModel.study_id == study._study_id,
+                          models.TrialModel.state == TrialState.RUNNING,
+                          models.TrialHeartbeatModel.heartbeat < limit)
+                  .count())
+    storage.remove_session()
+    return waiting, silent
+
+
+def run_retries(study, objective, callbacks, catch, poll: float = 0.5) -> int:
+    """Before a worker leaves: run the re-queued trials of lost workers, waiting (at most the
+    grace period) for trials whose worker has stopped beating. Returns trials run."""
+    import optuna
+
+    storage = study._storage
+    if not optuna.storages.is_heartbeat_enabled(storage):
+        return 0
+    grace = storage.grace_period or 2 * storage.get_heartbeat_interval()
+    deadline = time.monotonic() + grace + 2 * storage.get_heartbeat_interval() + 2
+    done = 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        while time.monotonic() < deadline:
+            optuna.storages.fail_stale_trials(study)
+            waiting, silent = _suspect_trials(storage, study)
+            if waiting:
+                study.optimize(objective, n_trials=waiting, callbacks=callbacks, catch=catch)
+                done += waiting
+            elif not silent:
+                break
+            else:
+                time.sleep(poll)
+    return done
 
 
 def _outcome(model: str, study) -> ModelOutcome:
