@@ -9,7 +9,7 @@ For each data set it runs Patron (``features.adapters.load_raw`` +
 build_interactions(weighting="count")``, or a direct CSR build while that module is absent)
 beside a plain-pandas reference (read, keep quantity > 0 and non-missing ids,
 ``drop_duplicates``, ``factorize``, CSR). Every measurement runs in its own subprocess, so
-peak memory (``ru_maxrss``) is per run. The generated log is written with numpy to a
+peak memory (``VmHWM``) is per run. The generated log is written with numpy to a
 temporary Parquet file (deleted afterwards unless ``--keep``).
 """
 
@@ -151,9 +151,21 @@ def worker(impl: str, dataset: str, path: str) -> dict:
     out.update(
         read_s=t1 - t0, clean_s=t2 - t1, build_s=t3 - t2, total_s=t3 - t0,
         shape=list(m.shape), nnz=int(m.nnz),
-        peak_gib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+        peak_gib=_peak_gib(),
     )
     return out
+
+
+def _peak_gib() -> float:
+    """Peak resident memory of this process. ``VmHWM`` belongs to this process image only;
+    ``ru_maxrss`` (the fallback) also counts the parent's size at fork time."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 2**20
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
 def _run_worker(impl: str, dataset: str, path: str) -> dict:
@@ -198,8 +210,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=1, help="runs per measurement (best kept)")
     ap.add_argument("--keep", action="store_true", help="keep the generated Parquet file")
     ap.add_argument("--json", type=Path, help="also write the results here")
+    ap.add_argument("--generate", nargs=2, metavar=("PATH", "ROWS"), help=argparse.SUPPRESS)
     ap.add_argument("--worker", nargs=3, metavar=("IMPL", "DATASET", "PATH"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.generate:
+        generate(Path(args.generate[0]), int(args.generate[1]))
+        return 0
     if args.worker:
         print(json.dumps(worker(*args.worker)))
         return 0
@@ -213,7 +229,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if "generated" in datasets:
             t = time.perf_counter()
-            generate(gen, args.rows)
+            subprocess.run([sys.executable, __file__, "--generate", str(gen), str(args.rows)],
+                           check=True)  # in a subprocess: this process stays small
             print(f"generated {args.rows:,} lines in {time.perf_counter() - t:.1f}s: {gen} "
                   f"({gen.stat().st_size / 2**20:.0f} MiB)", flush=True)
         for ds in datasets:

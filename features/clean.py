@@ -13,10 +13,15 @@ rejects table (``strict=True`` raises :class:`~features.errors.ValidationError` 
 rows removed by a cleaning rule are only counted, with examples. Row numbers are 1-based
 data rows as in the source file (the header is not counted).
 
-Exact duplicates are found by hashing each row to one uint64
-(:func:`pandas.util.hash_pandas_object`), factorizing the hashes and then confirming every
-candidate against its first occurrence column by column, so a hash collision can never drop
-a row; this is far cheaper than ``DataFrame.drop_duplicates`` over every column.
+Timestamps: datetimes as they are (time-zone aware ones converted to UTC, then naive),
+numbers as unix seconds, text parsed (a second, mixed-format pass for values that do not
+match the first value's format). Text columns are factorized once and parsed, checked and
+typed on their distinct values only.
+
+Exact duplicates (over every column, after parsing) are found without
+``DataFrame.drop_duplicates``: one uint64 hash per row, one ``np.sort``, then every
+candidate is confirmed column by column against its first occurrence, so a hash collision
+can never drop a row (see :func:`_duplicates`).
 """
 
 from __future__ import annotations
@@ -183,7 +188,8 @@ class _Distinct:
 
     def take(self, per_unique: np.ndarray, fill: Any, rows: np.ndarray | None = None) -> np.ndarray:
         """``per_unique[code]`` for each row (``fill`` for missing), optionally of ``rows`` only."""
-        ext = np.concatenate([np.asarray(per_unique), np.asarray([fill], dtype=np.asarray(per_unique).dtype)])
+        per_unique = np.asarray(per_unique)
+        ext = np.concatenate([per_unique, np.asarray([fill], dtype=per_unique.dtype)])
         codes = self.codes if rows is None else self.codes[rows]
         return ext[codes]  # code -1 (missing) picks the appended fill
 
@@ -196,12 +202,6 @@ class _Distinct:
     def missing(self) -> np.ndarray:
         """Per row: missing (NaN/None) or blank."""
         return self.take(self.blank(), True)
-
-
-def _distinct(cache: dict[str, _Distinct], raw: pd.DataFrame, col: str) -> _Distinct:
-    if col not in cache:
-        cache[col] = _Distinct(raw[col])
-    return cache[col]
 
 
 def _numeric_unique(uniques: np.ndarray) -> np.ndarray:
