@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 __all__ = ["CompareResult", "compare", "parse_model_specs", "format_compare"]
 
 _SCORE_CELLS = 1 << 24  # dense score cells per batch (~64 MB of float32), as training.evaluate
-PER_CUSTOMER = ("precision", "recall", "ndcg", "map", "hit_rate", "mrr")
+PER_CUSTOMER = ("precision", "recall", "ndcg", "map", "hit_rate", "mrr", "novelty", "avg_popularity")
 
 
 @dataclass
@@ -85,6 +85,37 @@ def _load_external(spec: str):
     except Exception as exc:  # MlflowException, connection errors
         raise PatronError(f"{spec}: cannot load from the MLflow registry ({exc})") from exc
     return load_model(resolve_local(local))
+
+
+def _list_values(recs: np.ndarray, info: np.ndarray, pop_share: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-customer novelty and popularity of the list (as :mod:`training.metrics` defines
+    them). A list with no item gets the mean of the others (keeps the mean, as evaluation
+    skips such lists)."""
+    valid = recs >= 0
+    safe = np.where(valid, recs, 0)
+    counts = valid.sum(axis=1)
+    out = {}
+    for name, v in (("novelty", info), ("avg_popularity", pop_share)):
+        with np.errstate(invalid="ignore", divide="ignore"):
+            per = np.where(valid, v[safe], 0.0).sum(axis=1) / counts
+        per[counts == 0] = np.nanmean(per) if (counts > 0).any() else 0.0
+        out[name] = per
+    return out
+
+
+def _leak_warning(spec: str, metadata: dict, cutoff: str) -> str | None:
+    """A warning when a model trained elsewhere saw purchases from the test period."""
+    split_md = metadata.get("split") or {}
+    if split_md.get("train_span"):
+        trained_to = split_md["train_span"][-1]
+    else:  # trained on all of its data
+        trained_to = ((metadata.get("data") or {}).get("span") or [None])[-1]
+    if not trained_to:
+        return f"{spec}: its training period is unknown; if it covers the test period its scores are optimistic"
+    if pd.Timestamp(trained_to) >= pd.Timestamp(cutoff):
+        return (f"{spec}: trained on data up to {trained_to}, past the test cutoff {cutoff}: "
+                "its scores are optimistic")
+    return None
 
 
 def _recommend(model, train, rows: np.ndarray, k: int, filter_bought: bool, native: bool):
@@ -149,10 +180,9 @@ def compare(
         elif spec.startswith(("artifact:", "models:/")):
             m = _load_external(spec)
             fitted[spec] = (m, False)
-            trained_to = (m.fitted.metadata.get("data") or {}).get("span", [None, None])[-1]
-            if trained_to and pd.Timestamp(trained_to) >= pd.Timestamp(split.description["cutoff"]):
-                warnings.append(f"{spec}: trained on data up to {trained_to}, past the test cutoff "
-                                f"{split.description['cutoff']}: its scores are optimistic")
+            warn = _leak_warning(spec, m.fitted.metadata, split.description["cutoff"])
+            if warn:
+                warnings.append(warn)
         else:
             raise PatronError(
                 f"--models: {spec!r} is neither a model name ({sorted(MODELS)}), "
@@ -162,6 +192,9 @@ def compare(
 
     rng = np.random.default_rng(seed)
     metric_rows, diff_rows = [], []
+    pop = np.bincount(train.matrix.indices[train.matrix.data > 0], minlength=train.n_items)
+    pop_share = pop / max(train.n_customers, 1)
+    info = -np.log2(np.maximum(pop, 1.0) / max(train.n_customers, 1))
     for mode in modes:
         rel = ts.relevant[mode]
         keep = np.flatnonzero(np.diff(rel.indptr) > 0)
@@ -172,12 +205,14 @@ def compare(
             continue
         rows, rel_m = ts.rows[keep], rel[keep]
         n_rel = np.diff(rel_m.indptr)
-        cols, names = [], []
+        cols, names, coverage = [], [], {}
         for spec in specs:
             model, native = fitted[spec]
             t0 = time.perf_counter()
             recs = _recommend(model, train, rows, k, mode == "new", native)
             per = per_user_metrics(hit_matrix(recs, rel_m), n_rel, k)
+            per.update(_list_values(recs, info, pop_share))
+            coverage[spec] = np.unique(recs[recs >= 0]).size / train.n_items
             timings[spec][f"score_{mode}_s"] = round(time.perf_counter() - t0, 3)
             for m in PER_CUSTOMER:
                 cols.append(per[m])
@@ -190,6 +225,9 @@ def compare(
         for (spec, m), j in col.items():
             metric_rows.append({"model": spec, "mode": mode, "metric": m, "k": k, "value": est[j],
                                 "low": lo[j], "high": hi[j], "customers": len(rows)})
+        metric_rows += [{"model": spec, "mode": mode, "metric": "coverage", "k": k, "value": c,
+                         "low": np.nan, "high": np.nan, "customers": len(rows)}
+                        for spec, c in coverage.items()]  # a catalogue share: no per-customer CI
         for spec in specs:
             if spec == reference:
                 continue

@@ -29,11 +29,11 @@ def test_compare_matches_evaluate_and_finds_the_better_model(purchases):
     ev = evaluate_models({n: fit_model(MODELS[n](), train, split.train)
                           for n in ("popularity", "itemknn")}, train, split.test, k=10)
     for mode in ("new", "repeat"):
-        for metric in ("ndcg", "recall", "hit_rate"):
+        for metric in ("ndcg", "recall", "hit_rate", "novelty", "avg_popularity", "coverage"):
             assert m.loc[("itemknn", mode, metric), "value"] == pytest.approx(
                 ev.value("itemknn", mode, metric, 10))
-    assert (res.metrics["low"] <= res.metrics["value"]).all()
-    assert (res.metrics["value"] <= res.metrics["high"]).all()
+    ci = res.metrics[res.metrics["metric"] != "coverage"]
+    assert (ci["low"] <= ci["value"] + 1e-9).all() and (ci["value"] <= ci["high"] + 1e-9).all()
     d = res.differences.set_index(["model", "mode", "metric"]).loc[("itemknn", "repeat", "ndcg")]
     assert d["diff_low"] > 0 and d["p_bootstrap"] < 0.01 and d["p_ttest"] < 0.01
     text = format_compare(res)
@@ -49,6 +49,7 @@ def test_artifact_spec_scores_like_the_same_model_fit_here(purchases, tmp_path):
     assert np.allclose(m["itemknn"], m[f"artifact:{tmp_path / 'knn'}"])
     d = res.differences
     assert np.allclose(d["diff"], 0) and (d["p_bootstrap"] == 1).all()
+    assert any("training period is unknown" in w for w in res.warnings)
 
 
 def test_bad_specs_are_clear_errors(purchases):
