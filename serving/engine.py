@@ -77,6 +77,8 @@ class Engine:
         h = sp.csr_matrix(art.history, dtype=np.float32)
         h.sort_indices()
         self.history = h
+        # a context (cart) item counts like the customer's strongest training interaction
+        self._context_weight = np.float32(max(1.0, float(h.data.max()) if h.nnz else 1.0))
         # popularity: the model's item_scores where it has them, else distinct buyers
         if "item_scores" in art.arrays:
             pop = np.asarray(art.arrays["item_scores"], dtype=np.float32)
@@ -108,6 +110,16 @@ class Engine:
         self._item_table(art.item_table)
         self.xsell_lift = self._csr(art.arrays.get("xsell_lift"))
         self.xsell_conf = self._csr(art.arrays.get("xsell_confidence"))
+        if self.xsell_lift is not None:
+            self.xsell_lift.sort_indices()
+        self._conf_aligned = (
+            self.xsell_lift is not None and self.xsell_conf is not None
+            and np.array_equal(self.xsell_lift.indptr, self.xsell_conf.indptr)
+            and np.array_equal(self.xsell_lift.indices, self.xsell_conf.indices)
+        )
+        order = np.argsort(self.category_codes, kind="stable")
+        bounds = np.searchsorted(self.category_codes[order], np.arange(len(self.categories) + 1))
+        self._members = [order[bounds[c]:bounds[c + 1]] for c in range(len(self.categories))]
 
     # ---- set-up -------------------------------------------------------------------
     def _csr(self, a) -> sp.csr_matrix | None:
@@ -235,14 +247,18 @@ class Engine:
 
     def _history_with(self, row: int, context: np.ndarray) -> sp.csr_matrix:
         """The customer's training history (if any) plus context items (weight 1 or more)."""
-        base = np.zeros(self.n_items, dtype=np.float32)
         if row >= 0:
             lo, hi = self.history.indptr[row], self.history.indptr[row + 1]
-            base[self.history.indices[lo:hi]] = self.history.data[lo:hi]
+            idx, val = self.history.indices[lo:hi], self.history.data[lo:hi]
+        else:
+            idx, val = np.empty(0, np.int32), np.empty(0, np.float32)
         if len(context):
-            w = max(1.0, float(self.history.data.max()) if self.history.nnz else 1.0)
-            base[context] = np.maximum(base[context], w)
-        return sp.csr_matrix(base[None, :])
+            idx = np.concatenate([idx, context.astype(idx.dtype)])
+            val = np.concatenate([val, np.full(len(context), self._context_weight, np.float32)])
+        uniq, inv = np.unique(idx, return_inverse=True)
+        vals = np.zeros(len(uniq), dtype=np.float32)
+        np.maximum.at(vals, inv, val)
+        return sp.csr_matrix((vals, uniq, np.array([0, len(uniq)])), shape=(1, self.n_items))
 
     def score_row(self, row: int, context: np.ndarray) -> tuple[np.ndarray, str]:
         """Scores of all items for one customer (row -1 = unknown) and the strategy used."""
@@ -267,7 +283,8 @@ class Engine:
         n = int(min(n, s.shape[0]))
         if n <= 0:
             return np.empty(0, np.int64), np.empty(0, np.float32)
-        part = np.argpartition(-s, n - 1)[:n] if n < s.shape[0] else np.arange(s.shape[0])
+        m = s.shape[0]
+        part = np.argpartition(s, m - n)[m - n:] if n < m else np.arange(m)
         part = part[np.argsort(-s[part], kind="stable")]
         vals = s[part]
         keep = np.isfinite(vals)
@@ -406,15 +423,50 @@ class Engine:
         label = self.item_label(i)
         return Result(items, scores, [f"similar to {label}"] * len(items), "similar", warnings)
 
-    def _personal(self, customer_id, warnings: list[str]) -> np.ndarray | None:
+    def _personal(self, customer_id, cands: np.ndarray, warnings: list[str]) -> np.ndarray | None:
+        """The customer's model scores for ``cands`` (None: no or unknown customer)."""
         if customer_id is None:
             return None
         row = self.customer_row(customer_id)
         if row < 0:
             warnings.append("customer_id: unknown customer, list not personalised")
             return None
+        if self.kind == "factors":
+            return self.U[row] @ self.Yt[:, cands]
         s, _ = self.score_row(row, np.empty(0, np.int64))
-        return np.asarray(s, dtype=np.float32)
+        return np.asarray(s, dtype=np.float32)[cands]
+
+    def _blend(self, base: np.ndarray, personal: np.ndarray | None) -> np.ndarray:
+        if personal is None:
+            return base
+        return (0.7 * _unit(base) + 0.3 * _unit(personal)).astype(np.float32)
+
+    def _keep(self, cands: np.ndarray, filters: Filters | None, warnings: list[str]):
+        allowed = self.mask(filters, warnings)
+        return cands if allowed is None else cands[allowed[cands]]
+
+    def _rules(self, basket: np.ndarray):
+        """Mined rules from the basket items: (consequent, lift, confidence, antecedent),
+        one row per consequent (its strongest rule)."""
+        L = self.xsell_lift
+        lo, hi = L.indptr[basket], L.indptr[basket + 1]
+        sel = np.concatenate([np.arange(a, b) for a, b in zip(lo, hi, strict=True)]) if len(
+            basket) > 1 else np.arange(lo[0], hi[0])
+        cons = L.indices[sel].astype(np.int64)
+        lift = L.data[sel]
+        src = np.repeat(basket, hi - lo)
+        if self._conf_aligned:
+            conf = self.xsell_conf.data[sel]
+        elif self.xsell_conf is not None:
+            conf = np.asarray(self.xsell_conf[src, cons]).ravel().astype(np.float32)
+        else:
+            conf = np.zeros(len(sel), np.float32)
+        if len(basket) > 1 and len(cons):
+            order = np.lexsort((-lift, cons))
+            cons, lift, conf, src = cons[order], lift[order], conf[order], src[order]
+            first = np.r_[True, cons[1:] != cons[:-1]]
+            cons, lift, conf, src = cons[first], lift[first], conf[first], src[first]
+        return cons, lift, conf, src
 
     def cross_sell(
         self,
@@ -435,63 +487,46 @@ class Engine:
             warnings.append(f"item_ids: unknown item ids ignored {unknown[:10]}")
         if not len(basket):
             raise KeyError("item_ids: no known item")
+        cats = self.category_codes[basket]
+        cats = cats[cats >= 0]
         strategy = "cross_sell"
+        cands = np.empty(0, np.int64)
         if self.xsell_lift is not None:
-            block = self.xsell_lift[basket]
-            lift = np.asarray(block.max(axis=0).todense()).ravel().astype(np.float32)
-            s = np.where(lift > 1.0, lift, NEG_INF).astype(np.float32)
-            conf = None
-            if self.xsell_conf is not None:  # break lift ties by confidence
-                conf = np.asarray(self.xsell_conf[basket].max(axis=0).todense()).ravel()
-                s = s + np.float32(1e-3) * conf.astype(np.float32)
-        else:
-            s = np.full(self.n_items, NEG_INF, dtype=np.float32)
-            conf = None
-        s[basket] = NEG_INF
-        if not include_substitutes:
-            cats = self.category_codes[basket]
-            cats = cats[cats >= 0]
-            if len(cats):
-                same = np.isin(self.category_codes, cats)
-                if conf is not None:
-                    same &= conf < COMPLEMENT_MIN_CONFIDENCE
-                s[same] = NEG_INF
-        allowed = self.mask(filters, warnings)
-        if allowed is not None:
-            s[~allowed] = NEG_INF
-        if not np.isfinite(s).any():
-            # no mined rules for these items: fall back to similar items of other categories
+            cons, lift, conf, src = self._rules(basket)
+            ok = (lift > 1.0) & ~np.isin(cons, basket)
+            if not include_substitutes and len(cats):
+                ok &= ~(np.isin(self.category_codes[cons], cats) & (conf < COMPLEMENT_MIN_CONFIDENCE))
+            cons, lift, conf, src = cons[ok], lift[ok], conf[ok], src[ok]
+            allowed = self.mask(filters, warnings)
+            if allowed is not None:
+                keep = allowed[cons]
+                cons, lift, conf, src = cons[keep], lift[keep], conf[keep], src[keep]
+            cands, base = cons, (lift + np.float32(1e-3) * conf).astype(np.float32)
+            reasons_src = src
+        if not len(cands):
+            # no mined rules for these items: similar items (other categories) instead
             strategy = "similar_fallback"
             warnings.append("no cross-sell rules for these items; similar items instead")
             sims = self._similarity_block(basket, np.arange(self.n_items))
             if sims is None:
                 sims = scoring.item_similarity(self.art, basket)
-            fb = np.asarray(sims, dtype=np.float32).max(axis=0)
-            fb[basket] = NEG_INF
-            fb[~np.isfinite(s) & (fb <= 0)] = NEG_INF
-            if not include_substitutes:
-                cats = self.category_codes[basket]
-                cats = cats[cats >= 0]
-                if len(cats):
-                    fb[np.isin(self.category_codes, cats)] = NEG_INF
-            if allowed is not None:
-                fb[~allowed] = NEG_INF
-            s = fb
-        personal = self._personal(customer_id, warnings)
+            sims = np.asarray(sims, dtype=np.float32)
+            best = sims.max(axis=0)
+            ok = best > 0
+            ok[basket] = False
+            if not include_substitutes and len(cats):
+                ok &= ~np.isin(self.category_codes, cats)
+            cands = self._keep(np.flatnonzero(ok), filters, warnings)
+            base = best[cands]
+            reasons_src = basket[sims[:, cands].argmax(axis=0)] if len(cands) else cands
+        personal = self._personal(customer_id, cands, warnings)
         if personal is not None:
-            fin = np.isfinite(s)
-            s = np.where(fin, 0.7 * _unit(np.where(fin, s, 0)) + 0.3 * _unit(personal), NEG_INF)
-            s = s.astype(np.float32)
             strategy += "+personalised"
-        items, scores = self._top(s, n)
-        reasons: list[str | None] = []
-        if self.xsell_lift is not None and strategy.startswith("cross_sell") and len(items):
-            block = self.xsell_lift[basket][:, items].toarray()
-            src = basket[block.argmax(axis=0)]
-            reasons = [f"bought with {self.item_label(int(b))}" for b in src]
-        else:
-            reasons = self.reasons(-1, basket, items)
-        return Result(items, scores, reasons, strategy, warnings)
+        score = self._blend(base, personal)
+        top, vals = self._top(score, n)
+        verb = "bought with" if strategy.startswith("cross_sell") else "similar to"
+        reasons = [f"{verb} {self.item_label(int(b))}" for b in reasons_src[top]]
+        return Result(cands[top], vals, reasons, strategy, warnings)
 
     def up_sell(
         self, item_id, n: int = 10, *, customer_id=None, filters: Filters | None = None
@@ -506,27 +541,25 @@ class Engine:
         if cat < 0 or not np.isfinite(price):
             warnings.append("item has no category or price in the model's item table")
             return Result(np.empty(0, np.int64), np.empty(0, np.float32), [], "up_sell", warnings)
+        cands = self._members[cat]
         with np.errstate(invalid="ignore"):
-            ok = (self.category_codes == cat) & (self.prices > price)
+            ok = self.prices[cands] > price
             if np.isfinite(tier):
-                ok &= self.tiers > tier
-        ok[i] = False
-        sims = self._similarity_block(rows, np.arange(self.n_items))
-        if sims is None:
-            sims = scoring.item_similarity(self.art, rows)
-        s = np.asarray(sims, dtype=np.float32)[0].copy()
-        s[~ok] = NEG_INF
-        allowed = self.mask(filters, warnings)
-        if allowed is not None:
-            s[~allowed] = NEG_INF
+                ok &= self.tiers[cands] > tier
+        cands = self._keep(cands[ok], filters, warnings)
+        if self.Yn is not None:
+            base = self.Yn[cands] @ self.Yn[i]
+        else:
+            sims = self._similarity_block(rows, cands)
+            if sims is None:
+                sims = scoring.item_similarity(self.art, rows)[:, cands]
+            base = np.asarray(sims, dtype=np.float32)[0]
         strategy = "up_sell"
-        personal = self._personal(customer_id, warnings)
+        personal = self._personal(customer_id, cands, warnings)
         if personal is not None:
-            fin = np.isfinite(s)
-            s = np.where(fin, 0.7 * _unit(np.where(fin, s, 0)) + 0.3 * _unit(personal), NEG_INF)
-            s = s.astype(np.float32)
             strategy += "+personalised"
-        items, scores = self._top(s, n)
+        top, vals = self._top(self._blend(np.asarray(base, np.float32), personal), n)
+        items = cands[top]
         label = self.item_label(i)
         reasons = []
         for j in items.tolist():
@@ -534,7 +567,7 @@ class Engine:
             tl = self.tier_labels.get(int(t), str(int(t))) if np.isfinite(t) else None
             extra = f"{tl} tier, " if tl is not None else ""
             reasons.append(f"upgrade of {label}: {extra}price {self.prices[j]:.2f}")
-        return Result(items, scores, reasons, strategy, warnings)
+        return Result(items, vals, reasons, strategy, warnings)
 
     # ---- checks -------------------------------------------------------------------
     def check(self) -> dict:
