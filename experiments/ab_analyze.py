@@ -7,6 +7,9 @@ control: absolute and relative lift with 95% intervals, the two-proportion z-tes
 conversion and Welch's t-test for revenue per customer, a sample-ratio-mismatch check
 against the configured weights, and the sample size a minimum detectable effect needs.
 
+**Several treatments** are each compared with the control at ``alpha / (arms - 1)``
+(Bonferroni) in the verdict and the sample-size plan.
+
 **Repeated looks.** Two rules guard against peeking, and the verdict uses them only:
 
 1. *Always valid (sequential)*: for conversion, a mixture SPRT (Johari et al. 2017,
@@ -325,17 +328,20 @@ def analyze(
     comparisons = pd.DataFrame(rows)
 
     # -- plan and verdict --------------------------------------------------------------
-    plan: dict = {"baseline": baseline, "mde_abs": mde_abs, "power": power, "alpha": alpha}
+    # several treatments: Bonferroni, each comparison at alpha / (number of treatments)
+    alpha_each = alpha / max(1, len(arms) - 1)
+    plan: dict = {"baseline": baseline, "mde_abs": mde_abs, "power": power, "alpha": alpha,
+                  "alpha_per_comparison": alpha_each}
     share_b = float(table["weight"].iloc[1] / (table["weight"].iloc[0] + table["weight"].iloc[1]))
     try:
-        n_a, n_b = stats.sample_size_proportions(baseline, mde_abs, alpha, power, share_b)
+        n_a, n_b = stats.sample_size_proportions(baseline, mde_abs, alpha_each, power, share_b)
         plan["needed_per_arm"] = int(max(n_a, n_b))
     except ValueError as exc:
         plan["needed_per_arm"] = None
         plan["note"] = f"cannot plan a sample size: {exc}"
     plan["smallest_arm"] = int(table["customers"].min())
     plan["reached"] = bool(plan["needed_per_arm"] and plan["smallest_arm"] >= plan["needed_per_arm"])
-    verdict, detail = _verdict(comparisons, srm, plan, alpha)
+    verdict, detail = _verdict(comparisons, srm, plan, alpha_each)
     if not has_revenue:
         detail += " (no prices in the outcomes: revenue not analysed)"
     return Analysis(

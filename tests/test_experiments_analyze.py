@@ -217,3 +217,13 @@ def test_interleave_experiment_analysis_uses_teams_from_the_log(tmp_path):
     a = analyze(path, out, config=cfg)
     assert a.kind == "interleave" and a.verdict == "SIGNIFICANT"
     assert a.interleaving.winner == "ranker_a"
+
+
+def test_three_arms_are_each_compared_with_the_control_at_a_bonferroni_level(tmp_path):
+    log, out = simulate_split(tmp_path, n=9000, rates={"control": 0.1, "t1": 0.16, "t2": 0.1})
+    cfg = write_config(tmp_path / "e.json", weights=(1, 1, 1), names=("control", "t1", "t2"))
+    a = analyze(log, out, config=cfg)
+    assert a.plan["alpha_per_comparison"] == pytest.approx(0.025)
+    assert set(a.comparisons["variant"]) == {"t1", "t2"}
+    assert a.verdict == "SIGNIFICANT" and "t1 better" in a.verdict_detail
+    assert "t2" not in a.verdict_detail
