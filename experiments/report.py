@@ -101,7 +101,8 @@ def write_report(analysis, out_dir: str | os.PathLike, title: str | None = None)
     if il is not None and il.requests_with_conversion:
         plot_intervals([f"{il.team_a} vs {il.team_b}"], [il.preference], [il.preference_low],
                        [il.preference_high], out / "lift.png",
-                       "Interleaving preference (95% interval)", "preference (+: first team)")
+                       "Interleaving preference (95% interval)",
+                       f"preference (+: {il.team_a} wins more, -: {il.team_b} wins more)")
         imgs.append("lift.png")
     body = [f"<h1>{html.escape(title)}</h1>"]
     if analysis.srm.get("flagged"):
