@@ -177,6 +177,8 @@ def encode_ids(values: pd.Series | np.ndarray, idmap: IdMap | None = None
 def bm25_weight(x: sp.spmatrix, k1: float = 1.2, b: float = 0.75) -> sp.csr_matrix:
     """implicit's ``bm25_weight`` on rows = documents, columns = terms (CSR out)."""
     x = sp.csr_matrix(x, dtype=np.float64, copy=True)
+    if x.nnz == 0:
+        return x
     n = float(x.shape[0])
     cols = x.indices
     idf = np.log(n) - np.log1p(np.bincount(cols, minlength=x.shape[1]))
@@ -190,6 +192,8 @@ def bm25_weight(x: sp.spmatrix, k1: float = 1.2, b: float = 0.75) -> sp.csr_matr
 def tfidf_weight(x: sp.spmatrix) -> sp.csr_matrix:
     """implicit's ``tfidf_weight`` on rows = documents, columns = terms (CSR out)."""
     x = sp.csr_matrix(x, dtype=np.float64, copy=True)
+    if x.nnz == 0:
+        return x
     idf = np.log(float(x.shape[0])) - np.log1p(np.bincount(x.indices, minlength=x.shape[1]))
     x.data = np.sqrt(x.data) * idf[x.indices]
     return x
