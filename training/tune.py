@@ -494,9 +494,10 @@ def run_retries(study, objective, callbacks, catch, poll: float = 0.5) -> int:
     """Before a worker leaves: run the re-queued trials of lost workers, waiting (at most the
     grace period) for trials whose worker has stopped beating. Returns trials run."""
     import optuna
+    from optuna.storages._heartbeat import is_heartbeat_enabled
 
-    storage = study._storage
-    if not optuna.storages.is_heartbeat_enabled(storage):
+    storage = getattr(study._storage, "_backend", study._storage)  # under Optuna's cache
+    if not is_heartbeat_enabled(storage):
         return 0
     grace = storage.grace_period or 2 * storage.get_heartbeat_interval()
     deadline = time.monotonic() + grace + 2 * storage.get_heartbeat_interval() + 2

@@ -42,6 +42,18 @@ def add_arguments(parser) -> None:
     parser.add_argument("--no-baselines", action="store_true", help="skip the baselines in the table")
     parser.add_argument("--out", default=None, help="also save the best model's artifact here")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="N worker processes on this machine fill the study (--trials each), "
+                             "then this process refits/registers once (default 1)")
+    parser.add_argument("--heartbeat", type=int, default=10, metavar="SECONDS",
+                        help="trial heartbeat: a trial of a killed worker is failed and retried "
+                             "(default 10; 0 = off)")
+    parser.add_argument("--grace-period", type=int, default=None, metavar="SECONDS",
+                        help="silence after which a running trial is failed (default 2x heartbeat)")
+    parser.add_argument("--max-retry", type=int, default=2,
+                        help="re-runs of a trial whose worker was lost (default 2)")
+    parser.add_argument("--worker-index", type=int, default=0,
+                        help="distinct per worker on a shared study: offsets the sampler seed")
 
 
 def run(args) -> int:
@@ -64,7 +76,17 @@ def run(args) -> int:
         max_val_customers=args.max_val_customers, fixed=fixed,
         baselines=() if args.no_baselines else BASELINES, num_threads=args.threads,
         refit=not args.no_refit, progress=not args.no_progress,
+        heartbeat=args.heartbeat or None, grace_period=args.grace_period,
+        max_retry=args.max_retry, worker_index=args.worker_index,
     )
+    if args.workers > 1:
+        from training.workers import preflight, run_workers
+
+        preflight(args.storage, args.tracking_uri, study, models, settings)
+        run_workers(_worker_argv(args, study), args.workers)
+        settings.n_trials = 0  # the workers ran the trials; retries of lost ones run here
+    elif args.workers < 1:
+        raise PatronError("--workers must be at least 1")
     purchases = load_purchases(args.data)
     result = tune(purchases, settings, tracking_uri=args.tracking_uri, experiment=args.experiment,
                   register=args.register, source=args.data, out_dir=args.out,
@@ -87,6 +109,31 @@ def run(args) -> int:
             print(f"promotion: {p.decision} ({p.reason})")
     print(f"MLflow run {result.parent_run_id}")
     return 0
+
+
+_SUPERVISOR_ONLY = {"workers", "no_refit", "no_progress", "worker_index", "register",
+                    "no_promote", "out", "help", "study"}
+
+
+def _worker_argv(args, study: str) -> list[str]:
+    """The options a worker needs: every flag the user set, minus the supervisor's own."""
+    import argparse
+
+    parser = argparse.ArgumentParser(add_help=False)
+    add_arguments(parser)
+    out = ["--study", study]
+    for action in parser._actions:
+        if not action.option_strings or action.dest in _SUPERVISOR_ONLY:
+            continue
+        value = getattr(args, action.dest, action.default)
+        if value == action.default and not action.required:
+            continue
+        flag = action.option_strings[-1]
+        if isinstance(action, argparse._StoreTrueAction):
+            out.append(flag)
+        else:
+            out += [flag, str(value)]
+    return out
 
 
 def _stem(data: str) -> str:
