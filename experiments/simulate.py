@@ -65,6 +65,12 @@ class ValidationReport:
                 f"{'PASS' if c.passed else 'FAIL'}"
                 + (f"  ({c.detail})" if c.detail else "")
             )
+        level = self.settings.get("level", 0.99)
+        lines.append(
+            f"allowed = the central {level:.0%} binomial interval around the rate a calibrated "
+            f"test has, so even a correct analysis fails a given check {1 - level:.0%} of the "
+            "time: rerun with another --seed before suspecting the statistics"
+        )
         lines.append("all checks passed" if self.passed else "SOME CHECKS FAILED")
         return "\n".join(lines)
 

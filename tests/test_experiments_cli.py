@@ -39,3 +39,12 @@ def test_ab_analyze_bad_input_is_one_line_exit_2(tmp_path, capsys):
                "--experiment", "nope"])
     err = capsys.readouterr().err
     assert rc == 2 and "not in the exposure log" in err and len(err.strip().splitlines()) == 1
+
+
+def test_example_experiment_config_is_valid_for_the_service():
+    from pathlib import Path
+
+    from serving.variants import load_experiments
+
+    cfg = load_experiments(Path(__file__).parents[1] / "experiments/configs/ab_example.yaml")
+    assert cfg.experiments["home_recs_interleaved"].type == "interleave"
