@@ -51,7 +51,7 @@ MATRIX_PREFIX = "matrix."
 HALF_LIFE = (30.0, 720.0)
 
 __all__ = [
-    "MATRIX_PREFIX", "SPACES", "als_space", "bpr_space", "itemknn_space", "ease_space",
+    "MATRIX_PREFIX", "SPACES", "DEFAULTS", "als_space", "bpr_space", "itemknn_space", "ease_space",
     "blend_space", "suggest",
 ]
 
@@ -127,6 +127,21 @@ SPACES: dict[str, Callable[[optuna.Trial], dict[str, Any]]] = {
     "ease": ease_space,
     "blend": blend_space,
 }
+
+
+_NO_DECAY = {"matrix.decay": "none"}
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "als": {"factors": 64, "regularization": 0.05, "alpha": 2.0, "iterations": 15,
+            "matrix.weighting": "log1p", "matrix.reweight": "none", **_NO_DECAY},
+    "bpr": {"factors": 64, "learning_rate": 0.01, "regularization": 0.01, "iterations": 100,
+            "matrix.weighting": "binary", **_NO_DECAY},
+    "itemknn": {"similarity": "cosine", "neighbours": 100, "matrix.weighting": "log1p", **_NO_DECAY},
+    "ease": {"l2": 500.0, "matrix.weighting": "binary", **_NO_DECAY},
+    "blend": {"factors": 64, "regularization": 0.05, "alpha": 2.0, "iterations": 15,
+              "matrix.weighting": "log1p", "matrix.reweight": "none", **_NO_DECAY,
+              "blend_weight": 0.5},
+}
+"""The models' default settings in search-space names: a new study tries them first."""
 
 
 def suggest(model: str, trial: optuna.Trial, fixed: dict[str, Any] | None = None) -> dict[str, Any]:

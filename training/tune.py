@@ -99,6 +99,7 @@ class TuneSettings:
     grace_period: int | None = None  # a RUNNING trial silent this long is failed (2x heartbeat)
     max_retry: int = 2  # a trial failed by a lost worker is re-queued this many times
     worker_index: int = 0  # distinct per worker on a shared study (sampler seed offset)
+    defaults_first: bool = True  # a new study tries the model's defaults first
 
 
 @dataclass
@@ -199,9 +200,12 @@ def check_study(storage, name: str, settings: TuneSettings) -> int:
     return len(existing.trials)
 
 
-def open_study(storage, name: str, settings: TuneSettings):
-    """Create or resume study ``name`` (maximise; seeded TPE; median pruner)."""
+def open_study(storage, name: str, settings: TuneSettings, model: str | None = None):
+    """Create or resume study ``name`` (maximise; seeded TPE; median pruner). A new
+    study's first trial is the model's default configuration (``defaults_first``)."""
     import optuna
+
+    from training.spaces import DEFAULTS
 
     n_before = check_study(storage, name, settings)
     sampler = optuna.samplers.TPESampler(
@@ -227,6 +231,10 @@ def open_study(storage, name: str, settings: TuneSettings):
     for key, value in (("metric", settings.metric), ("mode", settings.mode)):
         if study.user_attrs.get(f"patron.{key}") is None:
             study.set_user_attr(f"patron.{key}", value)
+    if n_before == 0 and settings.defaults_first and model in DEFAULTS:
+        fixed = settings.fixed.get(model, {})
+        study.enqueue_trial({k: v for k, v in DEFAULTS[model].items() if k not in fixed},
+                            skip_if_exists=True)
     return study
 
 
@@ -393,7 +401,7 @@ def tune(
                            "timeout": s.timeout, "seed": s.seed, "data": source or "dataframe"})
         for model in s.models:
             study_name = f"{s.study}.{model}"
-            study = open_study(storage, study_name, s)
+            study = open_study(storage, study_name, s, model)
             objective = _Objective(model, val.train, val.test, s)
             progress = _Progress(model, s.n_trials, s.progress)
             cb = MLflowTrialCallback(uri, exp_id, pid, s.metric, model,
