@@ -162,6 +162,11 @@ def analyze(
         exposures, torn = read_exposures(exposures)
     if not isinstance(outcomes, pd.DataFrame):
         outcomes = read_outcomes(outcomes)
+    need = {"request_id", "converted", "revenue"} - set(outcomes.columns)
+    if need:
+        raise PatronError(f"outcomes lack field(s) {sorted(need)}; write them with `patron ab run`")
+    if "converted_items" not in outcomes:
+        outcomes = outcomes.assign(converted_items=[[] for _ in range(len(outcomes))])
     exp = exposures.copy()
     if torn:
         exclude(1, "exposure line", f"torn last line {torn['line']} of {torn['path']} "
