@@ -115,12 +115,17 @@ def _load_completejourney() -> RawLog:
 
 
 def _columns_of(path: Path, fmt: str) -> list[str]:
-    if fmt == "parquet":
-        import pyarrow.parquet as pq
+    """The file's column names, read from its header or schema only."""
+    try:
+        if fmt == "parquet":
+            import pyarrow.parquet as pq
 
-        return list(pq.read_schema(path).names)
-    sep = "\t" if fmt == "tsv" else ","
-    return [str(c) for c in pd.read_csv(path, nrows=0, sep=sep).columns]
+            return list(pq.read_schema(path).names)
+        sep = "\t" if fmt == "tsv" else ","
+        return [str(c) for c in pd.read_csv(path, nrows=0, sep=sep).columns]
+    except (OSError, ValueError, pa.ArrowException, pd.errors.ParserError,
+            pd.errors.EmptyDataError) as exc:
+        raise _read_error(path, fmt, exc) from exc
 
 
 def _format_of(path: Path) -> str:
@@ -165,17 +170,17 @@ def read_table(
     try:
         if fmt == "parquet":
             return pd.read_parquet(path, columns=columns)
-        sep = "\t" if fmt == "tsv" else ","
-        try:
-            return _read_csv_arrow(path, sep, columns, text_columns)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):  # e.g. ragged rows: let the
-            dtype = {c: str for c in text_columns}  # pandas parser try and name the line
-            return pd.read_csv(path, sep=sep, usecols=columns, dtype=dtype, low_memory=False)
-    except (OSError, ValueError, pd.errors.ParserError) as exc:
-        if isinstance(exc, PatronError):
-            raise
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise PatronError(f"{path}: cannot read {fmt}: {msg}") from exc
+        return _read_csv_arrow(path, "\t" if fmt == "tsv" else ",", columns, text_columns)
+    except (OSError, ValueError, pa.ArrowException, pd.errors.ParserError) as exc:
+        raise _read_error(path, fmt, exc) from exc
+
+
+def _read_error(path: Path, fmt: str, exc: Exception) -> PatronError:
+    """A one-line error naming the file (a malformed CSV row is quoted by pyarrow)."""
+    if isinstance(exc, PatronError):
+        return exc
+    msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return PatronError(f"{path}: cannot read {fmt}: {msg}")
 
 
 def _is_online_retail(cols: list[str]) -> bool:

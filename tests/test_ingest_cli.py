@@ -81,3 +81,17 @@ def test_cli_in_a_subprocess(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     assert "rows in" in proc.stdout and (tmp_path / "o" / "purchases.parquet").exists()
+
+
+def test_config_file_sets_rules(tmp_path, capsys):
+    cfg = tmp_path / "rules.json"
+    cfg.write_text(json.dumps({"drop_guests": False, "non_product_codes": []}))
+    out = tmp_path / "o"
+    assert main(["ingest", str(SAMPLE), "-o", str(out), "--config", str(cfg), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["dropped"]["guest"] == 0 and report["dropped"]["missing_customer_id"] > 0
+    assert report["config"]["non_product_pattern"]  # the Online Retail default is kept
+    assert (out / "rejects.parquet").exists()
+    cfg.write_text(json.dumps({"drop_guest": False}))
+    assert main(["ingest", str(SAMPLE), "-o", str(out), "--config", str(cfg)]) == 2
+    assert "drop_guest" in capsys.readouterr().err

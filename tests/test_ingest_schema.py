@@ -182,3 +182,40 @@ def test_complete_journey_adapter():
     assert kept_fuel["department"].eq("FUEL").any()
     # the FUEL/MISCELLANEOUS lines come back, less the few another rule (price 0) drops
     assert len(p) < len(kept_fuel) <= len(p) + rep["dropped"]["excluded_department"]
+
+
+def test_malformed_files_are_one_line_errors(tmp_path):
+    ragged = tmp_path / "ragged.csv"
+    ragged.write_text("customer_id,item_id,timestamp\n1,a,2024-01-01\n2,b,2024-01-01,extra\n")
+    with pytest.raises(PatronError, match=r"ragged.csv: cannot read csv: .*2,b,2024-01-01,extra"):
+        load_raw(ragged)
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    with pytest.raises(PatronError, match="empty.csv: cannot read csv"):
+        load_raw(empty)
+    broken = tmp_path / "broken.parquet"
+    broken.write_text("not parquet")
+    with pytest.raises(PatronError, match="broken.parquet: cannot read parquet"):
+        load_raw(broken)
+
+
+def test_complete_journey_files_recognised_and_joined(tmp_path):
+    tx = pd.DataFrame({
+        "household_id": [1, 1, 2, 2], "store_id": 9, "basket_id": [10, 10, 11, 12],
+        "product_id": [100, 101, 100, 999], "quantity": [2, 1, 0, 1],
+        "sales_value": [3.0, 1.5, 0.0, 2.0], "retail_disc": 0.0, "coupon_disc": 0.0,
+        "coupon_match_disc": 0.0, "week": 1,
+        "transaction_timestamp": pd.to_datetime(["2017-01-01 10:11:12"] * 4),
+    })
+    products = pd.DataFrame({"product_id": [100, 101], "manufacturer_id": 1,
+                             "department": ["GROCERY", "FUEL"], "brand": "x",
+                             "product_category": ["MILK", "GAS"], "product_type": ["WHOLE", "UNL"],
+                             "package_size": None})
+    tx.to_csv(tmp_path / "transactions.csv", index=False)
+    products.to_csv(tmp_path / "products.csv", index=False)
+    p = load_dataset(tmp_path / "transactions.csv")
+    # row 2 is FUEL (excluded), row 3 has quantity 0, row 4's product is unknown (kept)
+    assert p[C.ITEM_ID].tolist() == [100, 999]
+    assert p[C.PRICE].tolist() == [1.5, 2.0] and p[C.ORDER_ID].tolist() == [10, 12]
+    assert p[C.CATEGORY].tolist() == ["MILK", None]
+    assert p[C.TIMESTAMP].tolist() == [pd.Timestamp("2017-01-01")] * 2
