@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -159,6 +160,15 @@ def write_compare_report(result, out_dir: str | os.PathLike, title: str = "Offli
     return page
 
 
+def _artifact_location(tracking_uri: str) -> str | None:
+    """For a SQLite store, artifacts go beside the database (``mlartifacts/``), not into
+    ``./mlruns`` of whatever directory the command runs in; servers choose their own."""
+    if tracking_uri.startswith("sqlite:///"):
+        db = Path(tracking_uri[len("sqlite:///"):])
+        return (db.parent / "mlartifacts").resolve().as_uri()
+    return None
+
+
 def log_report_to_mlflow(
     report_dir: str | os.PathLike,
     analysis=None,
@@ -166,28 +176,45 @@ def log_report_to_mlflow(
     experiment_name: str = "patron-ab",
     run_name: str | None = None,
 ) -> str:
-    """Log a report folder as the artifacts (``report/``) of a new MLflow run; returns its id."""
-    import mlflow
+    """Log a report folder as the artifacts (``report/``) of a new MLflow run, with the
+    headline numbers as metrics; returns the run id. Uses an explicit client, so the
+    process-wide MLflow tracking URI is left as it was."""
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric, RunTag
 
-    if tracking_uri:
-        mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_experiment(experiment_name)
-    with mlflow.start_run(run_name=run_name) as run:
-        mlflow.log_artifacts(str(report_dir), artifact_path="report")
+    client = MlflowClient(tracking_uri)
+    exp = client.get_experiment_by_name(experiment_name)
+    exp_id = exp.experiment_id if exp else client.create_experiment(
+        experiment_name, artifact_location=_artifact_location(tracking_uri or "")
+    )
+    run = client.create_run(exp_id, run_name=run_name)
+    run_id = run.info.run_id
+    status = "FAILED"
+    try:
+        client.log_artifacts(run_id, str(report_dir), artifact_path="report")
         if analysis is not None:
-            mlflow.set_tags({"patron.kind": "ab", "patron.experiment": analysis.experiment,
-                             "patron.verdict": analysis.verdict})
+            now = int(time.time() * 1000)
+            tags = {"patron.kind": "ab", "patron.experiment": analysis.experiment,
+                    "patron.verdict": analysis.verdict}
             metrics = {}
             for r in analysis.variants.to_dict(orient="records"):
                 for key in ("customers", "conversion_rate", "revenue_per_customer"):
                     val = r.get(key)
                     if val is not None and np.isfinite(val):
                         metrics[f"{r['variant']}.{key}"] = float(val)
-            for r in analysis.comparisons.to_dict(orient="records") if not analysis.comparisons.empty else []:
+            comps = analysis.comparisons
+            for r in comps.to_dict(orient="records") if not comps.empty else []:
                 for key in ("diff", "relative", "p_value", "p_always_valid"):
                     if np.isfinite(r[key]):
                         metrics[f"{r['variant']}.{r['metric']}.{key}"] = float(r[key])
             if analysis.srm:
                 metrics["srm_p_value"] = float(analysis.srm["p_value"])
-            mlflow.log_metrics(metrics)
-        return run.info.run_id
+            client.log_batch(
+                run_id,
+                metrics=[Metric(k, v, now, 0) for k, v in metrics.items()],
+                tags=[RunTag(k, str(v)) for k, v in tags.items()],
+            )
+        status = "FINISHED"
+    finally:
+        client.set_terminated(run_id, status)
+    return run_id

@@ -68,13 +68,16 @@ def test_ab_run_analyze_report_against_the_live_service(live, tmp_path):
     import mlflow
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    mlflow.set_registry_uri(uri)
     run_id = log_report_to_mlflow(tmp_path / "report", a, tracking_uri=uri,
                                   experiment_name="ab-test")
     client = mlflow.MlflowClient(uri)
     names = {f.path for f in client.list_artifacts(run_id, "report")}
     assert {"report/index.html", "report/lift.png"} <= names
-    assert "control.conversion_rate" in client.get_run(run_id).data.metrics
+    run = client.get_run(run_id)
+    assert "control.conversion_rate" in run.data.metrics and run.info.status == "FINISHED"
+    assert run.data.tags["patron.verdict"] == a.verdict
+    assert mlflow.get_tracking_uri() != uri  # the process-wide setting is untouched
+    assert (tmp_path / "mlartifacts").is_dir()  # artifacts beside the store, not in ./mlruns
 
 
 def test_interleave_run_is_credited_by_team(live, tmp_path):
