@@ -162,14 +162,14 @@ def open_storage(url: str | None, heartbeat: int | None = None, grace_period: in
     kwargs = {}
     if url.startswith(("postgres", "mysql")):
         kwargs = {"connect_args": {"connect_timeout": 5}}
-    hb: dict = {}
-    if heartbeat:
-        hb = {"heartbeat_interval": int(heartbeat), "grace_period": grace_period,
-              "heartbeat_stale_trial_callback":
-                  optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retry)}
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            hb: dict = {}
+            if heartbeat:
+                hb = {"heartbeat_interval": int(heartbeat), "grace_period": grace_period,
+                      "heartbeat_stale_trial_callback":
+                          optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retry)}
             return optuna.storages.RDBStorage(url, engine_kwargs=kwargs or None, **hb)
     except Exception as exc:  # SQLAlchemy / driver errors
         msg = (" ".join(str(exc).split()) or type(exc).__name__)[:200]
