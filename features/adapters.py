@@ -41,7 +41,18 @@ __all__ = [
     "read_table",
 ]
 
-ONLINE_RETAIL_PATH = Path("/work/shared/data/online_retail/online_retail_2010_2011.parquet")
+_OR_FILE = Path("online_retail") / "online_retail_2010_2011.parquet"
+
+
+def _find_online_retail() -> Path:
+    """The shared data folder sits beside the repository (``../shared/data``); a machine
+    with the usual layout also has it at ``/work/shared/data``."""
+    candidates = [Path(__file__).resolve().parents[2] / "shared" / "data" / _OR_FILE,
+                  Path("/work/shared/data") / _OR_FILE]
+    return next((c for c in candidates if c.exists()), candidates[0])
+
+
+ONLINE_RETAIL_PATH = _find_online_retail()
 ONLINE_RETAIL_MAPPING = {
     C.ORDER_ID: "InvoiceNo",
     C.ITEM_ID: "StockCode",
