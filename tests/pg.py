@@ -35,18 +35,17 @@ def server_url() -> str:
     return url
 
 
-def _with_db(url: str, db: str) -> str:
+def with_database(url: str, db: str, **parts: str) -> str:
+    """``url`` pointing at database ``db`` (and other parts: ``username=``, ``password=``)."""
     from sqlalchemy.engine import make_url
 
-    return make_url(url).set(database=db).render_as_string(hide_password=False)
+    return make_url(url).set(database=db, **parts).render_as_string(hide_password=False)
 
 
 def _admin(url: str):
-    import psycopg2
+    import psycopg
 
-    conn = psycopg2.connect(_with_db(url, "postgres"), connect_timeout=5)
-    conn.autocommit = True
-    return conn
+    return psycopg.connect(with_database(url, "postgres"), connect_timeout=5, autocommit=True)
 
 
 @contextmanager
@@ -62,7 +61,7 @@ def database(prefix: str = "patron_test") -> Iterator[str]:
         cur.execute(f'CREATE DATABASE "{name}"')
     conn.close()
     try:
-        yield _with_db(url, name)
+        yield with_database(url, name)
     finally:
         conn = _admin(url)
         with conn.cursor() as cur:
