@@ -8,6 +8,7 @@ MLFLOW_TRACKING_URI / MLFLOW_REGISTRY_URI as MLflow itself reads them.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -91,9 +92,12 @@ def load_engine(uri: str, *, cache_dir: str | None = None, check: bool = True) -
         art = load_artifact(path)
     except ArtifactError as exc:
         raise ModelLoadError(f"{uri}: {exc}") from exc
-    manifest = json.loads((path / "manifest.json").read_text())
+    raw = (path / "manifest.json").read_bytes()
+    manifest = json.loads(raw)
     created = manifest.get("created_at", "")
-    version = info.get("version") or f"{art.model_name}@{created or 'local'}"
+    st = (path / "arrays.npz").stat()
+    digest = hashlib.sha1(raw + f"{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:8]
+    version = info.get("version") or f"{art.model_name}@{created or 'local'}#{digest}"
     try:
         engine = Engine(art, uri=uri, version=version)
         checked = engine.check() if check else {}

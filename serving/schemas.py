@@ -82,6 +82,11 @@ class ProfileResponse(BaseModel):
     model_version: str
 
 
+class Pong(BaseModel):
+    ok: bool = True
+    n: int = 1
+
+
 class ReloadResponse(BaseModel):
     reloaded: list[dict]
     failed: list[dict]
@@ -89,5 +94,5 @@ class ReloadResponse(BaseModel):
 
 __all__ = [
     "Filters", "Item", "RecommendResponse", "BatchEntry", "BatchResponse", "ProfileResponse",
-    "ReloadResponse", "MAX_N", "MAX_IDS", "Id",
+    "ReloadResponse", "Pong", "MAX_N", "MAX_IDS", "Id",
 ]

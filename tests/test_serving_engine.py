@@ -311,3 +311,30 @@ def test_exposure_log_survives_a_crash_mid_write(tmp_path):
         f.write(b'{"ts": 4.0}\n')
     with pytest.raises(ExposureLogError, match="line 6"):
         read_exposures(path)
+
+
+def test_reload_signal_reaches_other_workers(tmp_path, built):
+    """Two workers' states share a signal file: a reload in one is followed by the other."""
+    import shutil
+    import time
+
+    from serving.state import ServingState, Settings
+
+    path, _, _ = built
+    shutil.copytree(path, tmp_path / "m1")
+    shutil.copytree(path, tmp_path / "m2")
+    signal = str(tmp_path / "reload.json")
+    a = ServingState(Settings(model_uri=str(tmp_path / "m1"), reload_signal=signal))
+    b = ServingState(Settings(model_uri=str(tmp_path / "m1"), reload_signal=signal))
+    assert a.load()[1] == [] and b.load()[1] == []
+    b.watch_reloads(interval=0.05)
+    old = b.engines[str(tmp_path / "m1")]
+    a.overrides["default/default"] = str(tmp_path / "m2")
+    ok, failed = a.load()
+    assert ok and not failed
+    a.publish_reload()
+    deadline = time.time() + 10
+    while time.time() < deadline and str(tmp_path / "m2") not in b.engines:
+        time.sleep(0.05)
+    assert b.config.experiments["default"].variants["default"].model == str(tmp_path / "m2")
+    assert b.engines[str(tmp_path / "m1")] is old  # the old engine is kept, not half-swapped
