@@ -66,6 +66,7 @@ class Engine:
         self.art = art
         self.uri = uri
         self.version = version
+        self.path = ""  # the artifact directory, set by the loader
         self.kind = art.kind
         self.n_items = art.n_items
         self.item_ids = art.items.ids

@@ -100,6 +100,7 @@ def load_engine(uri: str, *, cache_dir: str | None = None, check: bool = True) -
     version = info.get("version") or f"{art.model_name}@{created or 'local'}#{digest}"
     try:
         engine = Engine(art, uri=uri, version=version)
+        engine.path = str(path)
         checked = engine.check() if check else {}
     except PatronError:
         raise

@@ -439,10 +439,8 @@ class Recommender:
             return _error(503, "no model loaded yet")
         _, spec = self.state.resolve(None)
         engine = next(iter(self.state.engines[v.model] for v in spec.variants.values()))
-        try:
-            from serving.profiles import profile_for
-        except ImportError:
-            return _error(501, "customer_profile: customer tables are not available yet")
+        from serving.profiles import profile_for
+
         try:
             profile = profile_for(engine, customer_id)
         except KeyError as exc:

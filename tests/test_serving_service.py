@@ -12,6 +12,7 @@ import subprocess
 import threading
 import time
 
+import pandas as pd
 import pytest
 
 from serving.exposure import customer_key, read_exposures
@@ -28,6 +29,9 @@ def env(tmp_path_factory):
     art_a, log_a = build_artifact(d / "model_a", seed=1)
     art_b, _ = build_artifact(d / "model_b", seed=2, factors=8)
     shutil.copytree(d / "model_a", d / "model_solo")
+    pd.DataFrame({"customer_id": art_a.customers.ids[:5], "segment": ["champion"] * 5,
+                  "recency_days": [1.5, 2.0, float("nan"), 4.0, 5.0]}).to_parquet(
+        d / "model_a" / "customers.parquet")
     (d / "broken").mkdir()
     (d / "broken" / "manifest.json").write_text('{"format": "patron-model", "format_version": 1}')
     cfg = d / "experiments.yaml"
@@ -219,6 +223,14 @@ def test_exposure_log_matches_responses(svc, env):
     raw_ids = {json.loads(line).get("customer_id") for line in
                (env["dir"] / "exposures.jsonl").read_text().splitlines()}
     assert raw_ids == {None}  # the raw id is never written
+
+
+def test_customer_profile_from_tables_beside_the_model(svc, env):
+    r = svc.post("/customer_profile", {"customer_id": cust(env, 2)})
+    assert r.status_code == 200, r.text
+    assert r.json()["profile"] == {"segment": "champion", "recency_days": None}
+    missing = svc.post("/customer_profile", {"customer_id": cust(env, 50)})
+    assert missing.status_code == 404 and "customer_id" in missing.text
 
 
 def test_info_metrics_docs(svc):
