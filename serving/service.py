@@ -166,6 +166,7 @@ extra_app = Starlette(
     name="patron",
     workers=int(os.environ.get("PATRON_WORKERS", "1")),
     traffic={"timeout": 30},
+    http={"host": os.environ.get("PATRON_HOST", "127.0.0.1")},  # plain `bentoml serve` too
     logging={"access": {"enabled": os.environ.get("PATRON_ACCESS_LOG", "0") != "0"}},
     metrics={"enabled": os.environ.get("PATRON_HTTP_METRICS", "1") != "0"},
     # OpenTelemetry spans cost ~0.3 ms a request even when not sampled: off unless asked
