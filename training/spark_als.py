@@ -38,10 +38,12 @@ memory. One SparkSession is started per process (seconds) and reused by every fi
 
 from __future__ import annotations
 
+import atexit
 import importlib
 import logging
 import os
 import shutil
+import tempfile
 import threading
 import time
 from typing import Any
@@ -59,10 +61,14 @@ log = logging.getLogger(__name__)
 __all__ = [
     "SparkUnavailableError", "SparkALSConfig", "SparkALSRecommender", "spark_missing",
     "require_spark", "spark_session", "spark_ratings", "spark_reg_param", "fit_spark_als",
+    "ENGINES", "engine_model",
 ]
 
 # smallest Spark rating: confidence ~1 with a positive preference (see module docstring)
 MIN_RATING = 1e-6
+# ALS lineage grows with every iteration; without checkpoints the task graph overflows the
+# JVM stack when it is serialised (seen at 15 iterations), so factors are checkpointed
+CHECKPOINT_INTERVAL = 5
 _SESSION_LOCK = threading.Lock()
 _SESSION: Any = None
 
@@ -146,6 +152,9 @@ def spark_session(parallelism: int = 2):
             msg = " ".join(str(exc).split())[:300]
             raise SparkUnavailableError(f"Spark did not start (master {master}): {msg}") from exc
         _SESSION.sparkContext.setLogLevel("ERROR")
+        ckpt = tempfile.mkdtemp(prefix="patron-spark-checkpoints-")
+        atexit.register(shutil.rmtree, ckpt, True)
+        _SESSION.sparkContext.setCheckpointDir(ckpt)
         log.info("SparkSession %s started in %.1f s", master, time.perf_counter() - t0)
         return _SESSION
 
@@ -184,26 +193,28 @@ def fit_spark_als(
         "item": coo.col.astype(np.int32),
         "rating": spark_ratings(coo.data, config.alpha).astype(np.float32),
     })
-    parallelism = spark.sparkContext.defaultParallelism
-    blocks = config.blocks or max(1, parallelism)
-    ratings = spark.createDataFrame(frame).repartition(blocks).cache()
-    ratings.count()
-    load_s = time.perf_counter() - t0
-
+    blocks = config.blocks or max(1, spark.sparkContext.defaultParallelism)
     reg_param = spark_reg_param(data, config.regularization)
     als = ALS(
         rank=config.factors, maxIter=config.iterations, regParam=reg_param, alpha=config.alpha,
         implicitPrefs=True, nonnegative=False, seed=int(options.seed),
         userCol="user", itemCol="item", ratingCol="rating", coldStartStrategy="drop",
-        numUserBlocks=blocks, numItemBlocks=blocks, checkpointInterval=-1,
+        numUserBlocks=blocks, numItemBlocks=blocks, checkpointInterval=CHECKPOINT_INTERVAL,
     )
-    t0 = time.perf_counter()
-    try:
+    # the triplets go to Spark as a Parquet file (Spark reads it natively: several times
+    # faster than createDataFrame from pandas); the directory lives until the factors are out
+    with tempfile.TemporaryDirectory(prefix="patron-spark-") as tmp:
+        path = os.path.join(tmp, "ratings.parquet")
+        frame.to_parquet(path, index=False)
+        ratings = spark.read.parquet(path)
+        load_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
         model = als.fit(ratings)
-        users = model.userFactors.toPandas()
-        items = model.itemFactors.toPandas()
-    finally:
-        ratings.unpersist()
+        try:
+            users = model.userFactors.toPandas()
+            items = model.itemFactors.toPandas()
+        finally:
+            _release_cached_rdds(spark)
     fit_s = time.perf_counter() - t0
     U = _dense_factors(users, data.n_customers, config.factors)
     Y = _dense_factors(items, data.n_items, config.factors)
@@ -211,6 +222,13 @@ def fit_spark_als(
             "spark_reg_param": reg_param, "spark_alpha": config.alpha, "spark_blocks": blocks,
             "session_s": round(session_s, 3), "load_s": round(load_s, 3), "fit_s": round(fit_s, 3)}
     return U, Y, info
+
+
+def _release_cached_rdds(spark) -> None:
+    """Free the factor RDDs ALS leaves cached (MEMORY_AND_DISK), so repeated fits in one
+    process (tuning) do not pile them up in the driver."""
+    for rdd in list(spark.sparkContext._jsc.getPersistentRDDs().values()):
+        rdd.unpersist(False)
 
 
 def _dense_factors(frame: pd.DataFrame, n: int, rank: int) -> np.ndarray:
@@ -230,6 +248,11 @@ class SparkALSRecommender(Recommender):
     supports_epoch_callback = False  # Spark runs all iterations in one job
     artifact_params = {"fold_in": "als", "engine": "spark"}
 
+    @classmethod
+    def missing_dependency(cls) -> str | None:
+        """Why this model cannot fit here (pyspark or Java missing), or None."""
+        return spark_missing()
+
     def _fit(self, data: InteractionMatrix, callback: FitCallback | None) -> dict[str, Any]:
         U, Y, info = fit_spark_als(data, self.config, self.options)
         self.fit_info = info
@@ -238,3 +261,22 @@ class SparkALSRecommender(Recommender):
             "item_factors": Y,
             "_params": {"spark_reg_param": info["spark_reg_param"]},
         }
+
+
+ENGINES = ("implicit", "spark")
+
+
+def engine_model(model: str, engine: str) -> str:
+    """The registered model that trains ``model`` on ``engine`` (``patron train --engine``).
+
+    ``spark`` trains ALS only (``als`` or ``spark_als`` -> ``spark_als``) and is checked
+    for pyspark and Java here, before any data is read or anything is written.
+    """
+    if engine not in ENGINES:
+        raise PatronError(f"unknown engine {engine!r}; use one of {ENGINES}")
+    if engine == "implicit":
+        return model
+    if model not in ("als", "spark_als"):
+        raise PatronError(f"--engine spark trains ALS only, not {model!r}; use --model als")
+    require_spark()
+    return SparkALSRecommender.name

@@ -13,6 +13,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--data", required=True,
                         help="completejourney | online_retail | path to a purchase log")
     parser.add_argument("--model", default="als", help="model name (default als)")
+    parser.add_argument("--engine", choices=("implicit", "spark"), default="implicit",
+                        help="ALS engine: implicit (default) or spark (Spark MLlib; needs the "
+                        "spark extra and Java 17; same params and artifact)")
     parser.add_argument("--params", default=None,
                         help="flat params as JSON (or @file.json), e.g. "
                         '\'{"factors": 64, "matrix.weighting": "binary"}\'')
@@ -64,6 +67,10 @@ def run(args) -> int:
     from training.split import split_global_time
 
     params = _params(args.params)
+    if args.engine != "implicit":
+        from training.spark_als import engine_model
+
+        args.model = engine_model(args.model, args.engine)  # checks pyspark and Java
     split_params(args.model, params)  # refuse bad params before loading data
     try:
         ks = tuple(int(x) for x in args.k.split(",") if x.strip())

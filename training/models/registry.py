@@ -14,6 +14,7 @@ from training.models.blend import BlendRecommender
 from training.models.bpr import BPRRecommender
 from training.models.ease import EASERecommender
 from training.models.knn import ItemKNNRecommender
+from training.spark_als import SparkALSRecommender  # pyspark is imported only when it fits
 
 MODELS: dict[str, type[Recommender]] = {
     "popularity": PopularityModel,
@@ -24,6 +25,7 @@ MODELS: dict[str, type[Recommender]] = {
     "itemknn": ItemKNNRecommender,
     "ease": EASERecommender,
     "blend": BlendRecommender,
+    "spark_als": SparkALSRecommender,
 }
 
 __all__ = ["MODELS", "get_model", "load_model"]
