@@ -4,7 +4,8 @@
 
 Environment: ``PATRON_MODEL_URI`` (default ``models:/patron@champion``, or an artifact path),
 ``PATRON_EXPERIMENTS`` (experiment config), ``PATRON_EXPOSURE_LOG`` (JSONL path; unset = no
-log), ``PATRON_EXPOSURE_SECRET``, ``PATRON_ADMIN_TOKEN`` (enables ``/admin/reload``),
+log), ``PATRON_EXPOSURE_URL`` (``postgresql://...``: the exposure table shared by replicas,
+:mod:`serving.exposure_pg`; wins over the file log), ``PATRON_EXPOSURE_SECRET``, ``PATRON_ADMIN_TOKEN`` (enables ``/admin/reload``),
 ``PATRON_WORKERS``, ``PATRON_GC_MODE`` (``freeze``: default, or ``default``) and
 ``PATRON_GC_THRESHOLDS`` (e.g. ``50000,50,100``), ``PATRON_ACCESS_LOG=1`` (BentoML's
 per-request access log: off by default, it costs about a third of a trivial request's CPU),
@@ -185,7 +186,11 @@ class Recommender:
         self.state = ServingState(self.settings)
         _STATE = self.state
         self.exposure: ExposureLog | None = None
-        if self.settings.exposure_log:
+        if os.environ.get("PATRON_EXPOSURE_URL"):  # replicas share one PostgreSQL table
+            from serving.exposure_pg import PgExposureLog
+
+            self.exposure = PgExposureLog(os.environ["PATRON_EXPOSURE_URL"])
+        elif self.settings.exposure_log:
             self.exposure = ExposureLog(self.settings.exposure_log)
         self.metrics = get_metrics()
         self.gc_info: dict = {}
