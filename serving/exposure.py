@@ -224,7 +224,12 @@ def read_exposures(path: str | os.PathLike) -> tuple[pd.DataFrame, dict | None]:
     ``torn`` is ``None`` or ``{"path", "line", "offset", "bytes", "text"}`` (1-based line
     number, byte offset where the torn line starts, its length and its first 200 chars).
     A bad line that is *not* the last one raises :class:`ExposureLogError` naming it.
+    A ``postgresql://`` URL reads the exposure table (:mod:`serving.exposure_pg`) instead.
     """
+    if str(path).startswith(("postgresql://", "postgres://", "postgresql+")):
+        from serving.exposure_pg import read_exposures_pg  # the replicas' shared table
+
+        return read_exposures_pg(str(path))
     p = Path(path)
     try:
         raw = p.read_bytes()
