@@ -9,7 +9,6 @@ they fail (a CI without its database must not pass silently).
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -108,26 +107,41 @@ class Proc:
     def wait(self, timeout: float) -> int:
         return self.proc.wait(timeout=timeout)
 
-    def kill9(self) -> None:
-        """SIGKILL the whole process group (server and its workers), no clean-up."""
+    def _tree(self) -> list:
+        """This process and its descendants (BentoML/circus workers run in their own
+        sessions, so a process-group signal would miss them)."""
+        import psutil
+
         try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+            root = psutil.Process(self.proc.pid)
+            return [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return []
+
+    def kill9(self) -> None:
+        """SIGKILL the process and every descendant at once: no clean-up anywhere."""
+        for p in self._tree():
+            try:
+                p.kill()
+            except Exception:  # already gone
+                pass
         self.proc.wait(timeout=10)
 
     def stop(self) -> None:
+        tree = self._tree()
         if self.proc.poll() is None:
             try:
-                os.killpg(self.proc.pid, signal.SIGTERM)
+                self.proc.terminate()
                 self.proc.wait(timeout=15)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                self.kill9()
-        else:  # the group may hold orphans
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
+            except subprocess.TimeoutExpired:
                 pass
+        for p in tree:  # whatever outlived a clean stop (orphaned workers)
+            try:
+                p.kill()
+            except Exception:
+                pass
+        if self.proc.poll() is None:
+            self.proc.wait(timeout=10)
         self._log.close()
 
 

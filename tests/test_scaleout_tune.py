@@ -71,12 +71,12 @@ def test_two_workers_fill_one_study_and_register_once(data, tracking, tmp_path):
                   tmp_path)
         assert r.returncode == 0, r.stderr[-3000:]
         study = optuna.load_study(study_name="w.als", storage=storage)
-        trials = study.trials
+        trials, attrs = study.trials, study.user_attrs
     states = [t.state.name for t in trials]
     assert len(trials) == 12 and all(s in ("COMPLETE", "PRUNED") for s in states), states
     assert sorted(t.number for t in trials) == list(range(12))  # each trial once
     assert len({t.user_attrs["worker"] for t in trials}) == 2  # both workers ran trials
-    assert study.user_attrs["patron.metric"] == "ndcg@10"
+    assert attrs["patron.metric"] == "ndcg@10"
     c, runs = _runs_of(tracking, name)
     trial_runs = [x for x in runs if "optuna.trial" in x.data.tags]
     assert sorted(int(x.data.tags["optuna.trial"]) for x in trial_runs) == list(range(12))
