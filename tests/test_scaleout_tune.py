@@ -73,7 +73,8 @@ def test_two_workers_fill_one_study_and_register_once(data, tracking, tmp_path):
         study = optuna.load_study(study_name="w.als", storage=storage)
         trials, attrs = study.trials, study.user_attrs
     states = [t.state.name for t in trials]
-    assert len(trials) == 12 and all(s in ("COMPLETE", "PRUNED") for s in states), states
+    assert len(trials) == 12 and all(s in ("COMPLETE", "PRUNED") for s in states), (
+        states, r.stderr[-4000:])
     assert sorted(t.number for t in trials) == list(range(12))  # each trial once
     assert len({t.user_attrs["worker"] for t in trials}) == 2  # both workers ran trials
     assert attrs["patron.metric"] == "ndcg@10"
