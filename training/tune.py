@@ -379,7 +379,7 @@ def tune(
     storage = open_storage(s.storage, s.heartbeat, s.grace_period, s.max_retry)  # fail fast:
     for model in s.models:                                     # storage, studies ...
         check_study(storage, f"{s.study}.{model}", s)
-    uri, exp_id = setup_mlflow(tracking_uri, experiment)  # ... and tracking store
+    uri, exp_id = _setup_mlflow(setup_mlflow, tracking_uri, experiment)  # ... tracking store
     split = split_global_time(purchases, holdout_days=s.holdout_days, min_customers=s.min_customers)
     val = split_validation(split.train, s.validation_days, min_customers=s.min_customers)
     data_desc = data_description(purchases, source)
@@ -523,6 +523,20 @@ def run_retries(study, objective, callbacks, catch, poll: float = 0.5) -> int:
             else:
                 time.sleep(poll)
     return done
+
+
+def _setup_mlflow(setup, tracking_uri, experiment):
+    """``setup_mlflow``, once more when a worker on the same study created the experiment
+    between our lookup and our create (RESOURCE_ALREADY_EXISTS)."""
+    from training.tracking import TrackingError
+
+    try:
+        return setup(tracking_uri, experiment)
+    except TrackingError as exc:
+        if "already exists" not in str(exc).lower() and "ALREADY_EXISTS" not in str(exc):
+            raise
+        time.sleep(0.2)
+        return setup(tracking_uri, experiment)
 
 
 def _outcome(model: str, study) -> ModelOutcome:

@@ -45,16 +45,17 @@ def worker_command(argv: Sequence[str], index: int) -> list[str]:
             "--worker-index", str(index)]
 
 
-def preflight(storage: str | None, tracking_uri: str | None, study: str, models: Sequence[str],
-              settings) -> None:
-    """Check storage, studies and tracking store once, before N workers would each fail."""
-    from training.tracking import check_tracking_uri, resolve_tracking_uri
+def preflight(storage: str | None, tracking_uri: str | None, experiment: str, study: str,
+              models: Sequence[str], settings) -> None:
+    """Check storage, studies and tracking store once, before N workers would each fail,
+    and create the MLflow experiment so that workers do not race to create it."""
+    from training.tracking import setup_mlflow
     from training.tune import check_study, open_storage
 
     st = open_storage(storage)
     for m in models:
         check_study(st, f"{study}.{m}", settings)
-    check_tracking_uri(resolve_tracking_uri(tracking_uri))
+    setup_mlflow(tracking_uri, experiment)
 
 
 def run_workers(argv: Sequence[str], n: int, env: dict[str, str] | None = None,

@@ -82,7 +82,7 @@ def run(args) -> int:
     if args.workers > 1:
         from training.workers import preflight, run_workers
 
-        preflight(args.storage, args.tracking_uri, study, models, settings)
+        preflight(args.storage, args.tracking_uri, args.experiment, study, models, settings)
         run_workers(_worker_argv(args, study), args.workers)
         settings.n_trials = 0  # the workers ran the trials; retries of lost ones run here
     elif args.workers < 1:
