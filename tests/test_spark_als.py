@@ -210,3 +210,37 @@ def test_train_engine_spark_without_dependency(missing, tmp_path):
     lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
     assert len(lines) == 1 and what in lines[0] and lines[0].startswith("patron train: error:"), proc.stderr
     assert not out.exists()
+
+
+@needs_spark
+def test_train_engine_spark_end_to_end(tmp_path):
+    """``patron train --engine spark`` writes a factors artifact that loads like any other."""
+    data = tmp_path / "purchases.parquet"
+    generate_purchases(n_customers=120, n_items=80, n_days=90, seed=2).purchases.to_parquet(data)
+    out = tmp_path / "model"
+    params = '{"factors": 8, "iterations": 3}'
+    proc = _cli(["train", "--data", str(data), "--engine", "spark", "--params", params,
+                 "--holdout-days", "14", "--out", str(out)], _env(), tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "spark_als: fit in" in proc.stdout and "ndcg" in proc.stdout
+    model = load_model(out)
+    assert model.fitted.kind == "factors" and model.fitted.params["engine"] == "spark"
+    assert model.fitted.item_table is not None and "xsell_lift" in model.fitted.arrays
+
+
+def test_engine_routing():
+    from features.errors import PatronError
+    from training.pipeline import split_params
+    from training.spark_als import engine_model
+
+    assert engine_model("ease", "implicit") == "ease"
+    with pytest.raises(PatronError, match="ALS only"):
+        engine_model("ease", "spark")
+    with pytest.raises(PatronError, match="unknown engine"):
+        engine_model("als", "flink")
+    if WHY is None:
+        assert engine_model("als", "spark") == "spark_als"
+    # implicit-only params are refused on the spark engine (before data is read)
+    with pytest.raises(PatronError, match="use_cg"):
+        split_params("spark_als", {"use_cg": True})
+    assert split_params("spark_als", {"factors": 8, "matrix.weighting": "binary"})[1] == {"factors": 8}
