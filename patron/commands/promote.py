@@ -29,7 +29,10 @@ def run(args) -> int:
     check_tracking_uri(uri)
     r = promote(args.name, args.version, args.metric, args.mode, force=args.force,
                 challenger=args.challenger, tracking_uri=uri)
+    if r.decision == "already":
+        print(f"{r.name} version {r.version}: unchanged - {r.reason}")
+        return 0
     verb = {"first": "promoted", "promoted": "promoted", "forced": "promoted (forced)",
-            "already": "unchanged", "rejected": "NOT promoted"}[r.decision]
+            "rejected": "NOT promoted"}[r.decision]
     print(f"{r.name} version {r.version}: {verb} to {r.alias} - {r.reason}")
     return 0 if r.decision != "rejected" else 1
