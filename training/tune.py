@@ -608,6 +608,8 @@ def _plots(storage, study_name: str, out: Path) -> list[Path]:
                 warnings.simplefilter("ignore")
                 ax = fn(study)
             fig = ax.figure if hasattr(ax, "figure") else ax
+            if hasattr(ax, "set_title"):
+                ax.set_title(f"{study_name}: {ax.get_title()}")
             fig.set_size_inches(8, 5)
             fig.tight_layout()
             path = out / f"{study_name}.{name}.png"
