@@ -14,6 +14,7 @@ import time
 import uuid
 
 import optuna
+import pandas as pd
 import pytest
 
 from features.synthetic import generate_purchases
@@ -62,13 +63,21 @@ def _runs_of(tracking: str, experiment: str):
     return c, ([] if exp is None else c.search_runs([exp.experiment_id], max_results=1000))
 
 
-def test_two_workers_fill_one_study_and_register_once(data, tracking, tmp_path):
+def test_workers_fill_one_study_then_register_promote_serve(data, tracking, tmp_path):
+    """2 workers x 6 trials -> 12 trials, each once, each with its nested MLflow run; the
+    supervisor alone registers; promote through the server; a service started with
+    MLFLOW_TRACKING_URI serves the champion (one test: each step needs the one before)."""
+    import httpx
+
+    from patron.cli import main
+    from tests.pg import free_port, wait_http
+
     name = f"workers-{uuid.uuid4().hex[:6]}"
     with database() as storage:
         r = _tune(["--data", str(data), *COMMON, "--trials", "6", "--workers", "2",
                    "--storage", storage, "--study", "w", "--tracking-uri", tracking,
-                   "--experiment", name, "--register", name, "--fixed", json.dumps(FIXED)],
-                  tmp_path)
+                   "--experiment", name, "--register", name, "--no-promote",
+                   "--fixed", json.dumps(FIXED)], tmp_path)
         assert r.returncode == 0, r.stderr[-3000:]
         study = optuna.load_study(study_name="w.als", storage=storage)
         trials, attrs = study.trials, study.user_attrs
@@ -83,10 +92,29 @@ def test_two_workers_fill_one_study_and_register_once(data, tracking, tmp_path):
     assert sorted(int(x.data.tags["optuna.trial"]) for x in trial_runs) == list(range(12))
     parents = {x.info.run_id for x in runs if x.data.tags.get("patron.kind") == "tune"}
     assert {x.data.tags["mlflow.parentRunId"] for x in trial_runs} <= parents
-    # only the supervisor refit and registered: one version, the champion
+    # only the supervisor refit and registered: one version, no champion yet (--no-promote)
     versions = c.search_model_versions(f"name = '{name}'")
-    assert len(versions) == 1
-    assert c.get_model_version_by_alias(name, "champion").version == versions[0].version
+    assert len(versions) == 1 and f"registered {name} version 1" in r.stdout
+    assert main(["promote", "--name", name, "--version", "1", "--tracking-uri", tracking]) == 0
+    assert c.get_model_version_by_alias(name, "champion").version == "1"
+
+    env = child_env(tmp_path) | {"MLFLOW_TRACKING_URI": tracking,
+                                 "PATRON_MODEL_URI": f"models:/{name}@champion",
+                                 "PATRON_RELOAD_SIGNAL": str(tmp_path / "reload.json")}
+    port = free_port()
+    svc = Proc([str(BIN / "bentoml"), "serve", "serving.service:Recommender", "--host",
+                "127.0.0.1", "--port", str(port), "--working-dir", str(ROOT)], env,
+               tmp_path / "svc.log")
+    try:
+        wait_http(f"http://127.0.0.1:{port}/readyz", svc, timeout=120)
+        cust = str(pd.read_parquet(data)["customer_id"].iloc[0])
+        res = httpx.post(f"http://127.0.0.1:{port}/recommend",
+                         json={"customer_id": cust, "n": 5}, timeout=30)
+        assert res.status_code == 200, res.text
+        body = res.json()
+        assert body["model_version"] == f"{name}/1" and len(body["items"]) == 5
+    finally:
+        svc.stop()
 
 
 def test_killed_worker_trial_fails_and_is_retried(tmp_path, tracking):
@@ -182,37 +210,3 @@ def test_bad_storage_and_studies_are_one_line_and_write_nothing(data, local_trac
     # nothing reached the tracking store: no run was started for any refused session
     _, runs = _runs_of(local_tracking, "patron")
     assert runs == []
-
-
-def test_tune_promote_serve_through_mlflow_server(data, tracking, tmp_path):
-    """tune -> register -> promote -> a service with MLFLOW_TRACKING_URI serves the champion."""
-    import httpx
-
-    from patron.cli import main
-    from tests.pg import free_port, wait_http
-
-    name = f"e2e-{uuid.uuid4().hex[:6]}"
-    with database() as storage:
-        r = _tune(["--data", str(data), *COMMON, "--trials", "2", "--storage", storage,
-                   "--tracking-uri", tracking, "--experiment", name, "--register", name,
-                   "--no-promote", "--fixed", json.dumps(FIXED)], tmp_path)
-        assert r.returncode == 0, r.stderr[-3000:]
-        assert f"registered {name} version 1" in r.stdout
-    assert main(["promote", "--name", name, "--version", "1", "--tracking-uri", tracking]) == 0
-    env = child_env(tmp_path) | {"MLFLOW_TRACKING_URI": tracking,
-                                 "PATRON_MODEL_URI": f"models:/{name}@champion",
-                                 "PATRON_RELOAD_SIGNAL": str(tmp_path / "reload.json")}
-    port = free_port()
-    svc = Proc([str(BIN / "bentoml"), "serve", "serving.service:Recommender", "--host", "127.0.0.1",
-                "--port", str(port), "--working-dir", str(ROOT)], env, tmp_path / "svc.log")
-    try:
-        wait_http(f"http://127.0.0.1:{port}/readyz", svc, timeout=120)
-        p = generate_purchases(n_customers=200, n_items=80, n_days=150, seed=1).purchases
-        cust = str(p["customer_id"].iloc[0])
-        res = httpx.post(f"http://127.0.0.1:{port}/recommend",
-                         json={"customer_id": cust, "n": 5}, timeout=30)
-        assert res.status_code == 200, res.text
-        body = res.json()
-        assert body["model_version"] == f"{name}/1" and len(body["items"]) == 5
-    finally:
-        svc.stop()
