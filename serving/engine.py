@@ -11,6 +11,7 @@ precomputed ``Y^T Y`` (tested equal to :func:`features.scoring.fold_in`).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -30,6 +31,7 @@ REASON_SOURCES = 20  # history items considered when explaining a recommendation
 # a same-category item is a complement (not a substitute) when it is in at least this share
 # of the orders that hold the basket item (a second coffee machine almost never is)
 COMPLEMENT_MIN_CONFIDENCE = 0.3
+TOPK_EXTRA = 200  # cached candidates per customer beyond their history length
 
 
 class EngineCheckError(PatronError):
@@ -121,6 +123,55 @@ class Engine:
         order = np.argsort(self.category_codes, kind="stable")
         bounds = np.searchsorted(self.category_codes[order], np.arange(len(self.categories) + 1))
         self._members = [order[bounds[c]:bounds[c + 1]] for c in range(len(self.categories))]
+        self._build_topk_cache()
+
+    # ---- top-k cache --------------------------------------------------------------------
+    def _build_topk_cache(self) -> None:
+        """Each known customer's best ``history length + TOPK_EXTRA`` items, scored once at
+        load time (``PATRON_TOPK_CACHE``: ``auto`` = when customers x items <= 5e9, ``on``,
+        ``off``). A request then walks its cached list; the answer is exact because every
+        item outside the list scores no higher than the last one in it."""
+        self._topk = None
+        mode = os.environ.get("PATRON_TOPK_CACHE", "auto").strip().lower()
+        n_c, n_i = self.art.n_customers, self.n_items
+        if mode == "off" or self.kind == "popularity" or n_c == 0:
+            return
+        if mode == "auto" and n_c * n_i > 5e9:
+            return
+        k = np.minimum(n_i, np.diff(self.history.indptr) + TOPK_EXTRA).astype(np.int64)
+        indptr = np.zeros(n_c + 1, dtype=np.int64)
+        np.cumsum(k, out=indptr[1:])
+        idx = np.empty(int(indptr[-1]), dtype=np.int32)
+        val = np.empty(int(indptr[-1]), dtype=np.float32)
+        for start in range(0, n_c, 256):
+            rows = np.arange(start, min(n_c, start + 256))
+            S = self.U[rows] @ self.Yt if self.kind == "factors" else scoring.score(self.art, rows)
+            S = np.asarray(S, dtype=np.float32)
+            for j, r in enumerate(rows.tolist()):
+                kr, sr = int(k[r]), S[j]
+                part = np.argpartition(sr, n_i - kr)[n_i - kr:] if kr < n_i else np.arange(n_i)
+                part = part[np.argsort(-sr[part], kind="stable")]
+                idx[indptr[r]:indptr[r + 1]] = part
+                val[indptr[r]:indptr[r + 1]] = sr[part]
+        if not np.isfinite(val).all():
+            return  # leave non-finite models to the full path (and to check())
+        self._topk = (indptr, idx, val)
+
+    def _from_cache(self, row: int, n: int, exclude_bought: bool, allowed) -> tuple | None:
+        indptr, idx, val = self._topk
+        lo, hi = indptr[row], indptr[row + 1]
+        cand = idx[lo:hi]
+        keep = np.ones(len(cand), dtype=bool)
+        if exclude_bought:
+            h0, h1 = self.history.indptr[row], self.history.indptr[row + 1]
+            keep &= ~np.isin(cand, self.history.indices[h0:h1], assume_unique=True)
+        if allowed is not None:
+            keep &= allowed[cand]
+        sel = np.flatnonzero(keep)
+        if len(sel) < n and hi - lo < self.n_items:
+            return None  # not enough left in the cached list: score everything
+        sel = sel[:n]
+        return cand[sel].astype(np.int64), val[lo:hi][sel]
 
     # ---- set-up -------------------------------------------------------------------
     def _csr(self, a) -> sp.csr_matrix | None:
@@ -349,6 +400,13 @@ class Engine:
             warnings.append(f"context_items: unknown item ids ignored {unknown[:10]}")
         if customer_id is not None and row < 0:
             warnings.append("customer_id: unknown customer")
+        allowed = self.mask(filters, warnings)
+        if row >= 0 and not len(context) and self._topk is not None:
+            hit = self._from_cache(row, n, exclude_bought, allowed)
+            if hit is not None:
+                items, scores = hit
+                return Result(items, scores, self.reasons(row, context, items), "personalised",
+                              warnings)
         s, strategy = self.score_row(row, context)
         s = np.asarray(s, dtype=np.float32)
         if not s.flags.writeable:
@@ -358,7 +416,6 @@ class Engine:
             s[self.history.indices[lo:hi]] = NEG_INF
         if len(context):
             s[context] = NEG_INF
-        allowed = self.mask(filters, warnings)
         if allowed is not None:
             s[~allowed] = NEG_INF
         items, scores = self._top(s, n)

@@ -338,3 +338,28 @@ def test_reload_signal_reaches_other_workers(tmp_path, built):
         time.sleep(0.05)
     assert b.config.experiments["default"].variants["default"].model == str(tmp_path / "m2")
     assert b.engines[str(tmp_path / "m1")] is old  # the old engine is kept, not half-swapped
+
+
+@pytest.mark.parametrize("extra", [200, 3])
+def test_topk_cache_gives_the_exact_full_ranking(built, monkeypatch, extra):
+    """Cached lists equal full scoring, also when the cache runs short (extra=3: the
+    request falls back to scoring every item)."""
+    import serving.engine
+
+    path, art, _ = built
+    monkeypatch.setattr(serving.engine, "TOPK_EXTRA", extra)
+    cached = load_engine(str(path)).engine
+    monkeypatch.setenv("PATRON_TOPK_CACHE", "off")
+    full = load_engine(str(path)).engine
+    assert cached._topk is not None and full._topk is None
+    if extra == 3:
+        assert len(cached._topk[1]) < art.n_customers * art.n_items
+    cases = [dict(n=10), dict(n=10, exclude_bought=False), dict(n=150),
+             dict(n=5, filters=Filters(categories_in=["coffee"])),
+             dict(n=5, filters=Filters(deny_items=art.items.ids[:50].tolist()))]
+    for row in range(0, art.n_customers, 7):
+        cid = art.customers.ids[row].item()
+        for kw in cases:
+            a, b = cached.recommend(cid, **kw), full.recommend(cid, **kw)
+            assert a.items.tolist() == b.items.tolist(), (row, kw)
+            np.testing.assert_allclose(a.scores, b.scores, rtol=1e-5)
