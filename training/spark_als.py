@@ -25,15 +25,18 @@ same model on both engines):
   unobserved one) ``r_s`` is clipped to a tiny positive value: confidence ~1, still a
   positive preference. With the default log1p weighting (r >= log 2) and alpha >= 1.45,
   or binary weighting and alpha >= 1, no cell is clipped.
-* regularization: ``regParam = regularization / mean(n_u)`` (mean purchases per
-  customer, nnz / customers), so an average customer gets implicit's penalty; heavy
+* regularization: ``regParam = regularization / mean(n_u)`` (mean number of items per
+  customer: nnz / customers with any purchase), so an average customer gets implicit's penalty; heavy
   buyers get more and light buyers less, and an item's penalty is ``regParam * n_i``.
   ``features.scoring.fold_in`` (params ``regularization``, ``alpha``) therefore folds in
   a customer exactly as Spark's customer step would for an average-size history.
 
 Spark runs in local mode by default (``local[N]``, N = ``TrainingOptions.num_threads``);
 ``PATRON_SPARK_MASTER`` and ``PATRON_SPARK_DRIVER_MEMORY`` override master and driver
-memory. One SparkSession is started per process (seconds) and reused by every fit.
+memory. One SparkSession is started per process (seconds) and reused by every fit. The
+matrix reaches Spark as a temporary Parquet file and ALS checkpoints go to a temporary
+directory, both under ``PATRON_SPARK_TMPDIR`` (default: the system temp dir); with a
+cluster master, point it at storage every executor mounts.
 """
 
 from __future__ import annotations
@@ -152,11 +155,15 @@ def spark_session(parallelism: int = 2):
             msg = " ".join(str(exc).split())[:300]
             raise SparkUnavailableError(f"Spark did not start (master {master}): {msg}") from exc
         _SESSION.sparkContext.setLogLevel("ERROR")
-        ckpt = tempfile.mkdtemp(prefix="patron-spark-checkpoints-")
+        ckpt = tempfile.mkdtemp(prefix="patron-spark-checkpoints-", dir=_tmpdir())
         atexit.register(shutil.rmtree, ckpt, True)
         _SESSION.sparkContext.setCheckpointDir(ckpt)
         log.info("SparkSession %s started in %.1f s", master, time.perf_counter() - t0)
         return _SESSION
+
+
+def _tmpdir() -> str | None:
+    return os.environ.get("PATRON_SPARK_TMPDIR") or None
 
 
 # -- the mapping -------------------------------------------------------------------------
@@ -203,7 +210,7 @@ def fit_spark_als(
     )
     # the triplets go to Spark as a Parquet file (Spark reads it natively: several times
     # faster than createDataFrame from pandas); the directory lives until the factors are out
-    with tempfile.TemporaryDirectory(prefix="patron-spark-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="patron-spark-", dir=_tmpdir()) as tmp:
         path = os.path.join(tmp, "ratings.parquet")
         frame.to_parquet(path, index=False)
         ratings = spark.read.parquet(path)
