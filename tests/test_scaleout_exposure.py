@@ -91,6 +91,7 @@ def _count(url: str) -> int:
         return conn.execute("SELECT count(*) FROM patron_exposures").fetchone()[0]
 
 
+@pytest.mark.slow
 def test_two_replicas_one_log_exactly_the_acknowledged(setup):
     url, customers = setup["url"], setup["customers"]
     bases = [b for _, b in setup["replicas"]]
@@ -114,6 +115,7 @@ def test_two_replicas_one_log_exactly_the_acknowledged(setup):
     assert {v for h in seen.values() for _, v, _ in h} == {"control", "treatment"}
 
 
+@pytest.mark.slow
 def test_replica_killed_under_load_loses_no_acknowledged_exposure(setup):
     url, customers = setup["url"], setup["customers"]
     (victim, vbase), (_, sbase) = setup["replicas"]

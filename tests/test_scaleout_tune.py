@@ -63,6 +63,7 @@ def _runs_of(tracking: str, experiment: str):
     return c, ([] if exp is None else c.search_runs([exp.experiment_id], max_results=1000))
 
 
+@pytest.mark.slow
 def test_workers_fill_one_study_then_register_promote_serve(data, tracking, tmp_path):
     """2 workers x 6 trials -> 12 trials, each once, each with its nested MLflow run; the
     supervisor alone registers; promote through the server; a service started with
@@ -117,6 +118,7 @@ def test_workers_fill_one_study_then_register_promote_serve(data, tracking, tmp_
         svc.stop()
 
 
+@pytest.mark.slow
 def test_killed_worker_trial_fails_and_is_retried(tmp_path, tracking):
     from features.ingest import write_purchases
 
