@@ -8,6 +8,8 @@ run as real processes on loopback ports.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
 import sys
 import time
@@ -150,8 +152,18 @@ def test_killed_worker_trial_fails_and_is_retried(tmp_path, tracking):
                 done = [t for t in mine if t.state.is_finished()]
                 running = [t for t in mine if t.state.name == "RUNNING"]
                 if done and running:
-                    a.kill9()  # mid-trial, no clean-up
-                    killed = running[0].number
+                    # freeze the worker, then read the state it left: a trial seen RUNNING a
+                    # moment ago may have finished since (a loaded machine reads slowly)
+                    os.kill(a.pid, signal.SIGSTOP)
+                    time.sleep(0.2)
+                    trials = optuna.load_study(study_name="k.als", storage=storage).trials
+                    running = [t for t in trials if t.user_attrs.get("worker") == victim
+                               and t.state.name == "RUNNING"]
+                    if running:
+                        a.kill9()  # mid-trial, no clean-up
+                        killed = running[0].number
+                    else:
+                        os.kill(a.pid, signal.SIGCONT)
                 time.sleep(0.05)
             assert killed is not None, "never caught worker 0 inside a trial"
             assert b.wait(timeout=180) == 0, b.logs()[-3000:]

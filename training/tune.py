@@ -476,31 +476,22 @@ def _on_stale_trials(storage, mlflow_cb) -> None:
 
 
 def _suspect_trials(storage, study) -> tuple[int, int]:
-    """(waiting trials, RUNNING trials whose heartbeat is older than two beats)."""
-    import datetime
+    """(waiting trials, RUNNING trials of the study).
 
-    import sqlalchemy
-    from optuna.storages._rdb import models
+    Every RUNNING trial counts: a worker killed a moment ago still has a fresh heartbeat,
+    so a leaving worker cannot tell it from a live one until the grace period has passed."""
+
     from optuna.trial import TrialState
 
     waiting = len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
-    interval = storage.get_heartbeat_interval()
-    with storage.scoped_session() as session:
-        now = session.execute(sqlalchemy.func.now()).scalar().replace(tzinfo=None)
-        limit = now - datetime.timedelta(seconds=2 * interval + 1)
-        silent = (session.query(models.TrialModel.trial_id)
-                  .join(models.TrialHeartbeatModel)
-                  .filter(models.TrialModel.study_id == study._study_id,
-                          models.TrialModel.state == TrialState.RUNNING,
-                          models.TrialHeartbeatModel.heartbeat < limit)
-                  .count())
-    storage.remove_session()
-    return waiting, silent
+    running = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+    return waiting, running
 
 
 def run_retries(study, objective, callbacks, catch, poll: float = 0.5) -> int:
-    """Before a worker leaves: run the re-queued trials of lost workers, waiting (at most the
-    grace period) for trials whose worker has stopped beating. Returns trials run."""
+    """Before a worker leaves: run the re-queued trials of lost workers, waiting (bounded by
+    about two grace periods) while other trials are RUNNING, so that one whose worker died
+    goes stale, is failed and retried here. Returns trials run."""
     import optuna
     from optuna.storages._heartbeat import is_heartbeat_enabled
 
@@ -508,7 +499,8 @@ def run_retries(study, objective, callbacks, catch, poll: float = 0.5) -> int:
     if not is_heartbeat_enabled(storage):
         return 0
     grace = storage.grace_period or 2 * storage.get_heartbeat_interval()
-    deadline = time.monotonic() + grace + 2 * storage.get_heartbeat_interval() + 2
+    # long enough for a trial killed just now to go stale (plus slack for a loaded machine)
+    deadline = time.monotonic() + 2 * grace + 2 * storage.get_heartbeat_interval() + 5
     done = 0
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
