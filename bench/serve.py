@@ -154,6 +154,13 @@ class Service:
             time.sleep(0.5)
         raise SystemExit("service did not become ready in 180s")
 
+    def cpu_s(self) -> float:
+        """User + system CPU seconds of the server (all its processes) so far."""
+        import psutil
+
+        p = psutil.Process(self.proc.pid)
+        return sum(sum(q.cpu_times()[:2]) for q in [p, *p.children(recursive=True)])
+
     def rss_mb(self) -> float:
         import psutil
 
@@ -300,8 +307,12 @@ def main(argv: list[str] | None = None) -> int:
                     path = PATHS.get(ep, f"/{ep}")
                     res = {}
                     for c in conns:
-                        res[c] = [run(svc.url, path, bodies[ep], c, args.duration, tmp)
-                                  for _ in range(args.repeats)]
+                        res[c] = []
+                        for _ in range(args.repeats):
+                            c0 = svc.cpu_s()
+                            r = run(svc.url, path, bodies[ep], c, args.duration, tmp)
+                            r["cpu_ms"] = 1e3 * (svc.cpu_s() - c0) / max(1, r["requests"])
+                            res[c].append(r)
                     rows.append((gc_mode, ep, res))
                     print(f"  {gc_mode:7s} {ep:18s} done", file=sys.stderr)
                 if args.rss_requests:
@@ -320,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{info['n_items']} items, kind {info['kind']}), workers={args.workers}, "
           f"exposure log={'off' if args.no_exposure else 'on (fsync)'}, client={client}, "
           f"{args.repeats} x {args.duration:.0f}s per cell, median [min-max], CPUs={os.cpu_count()}")
-    head = f"{'gc':7s} {'endpoint':18s}"
+    head = f"{'gc':7s} {'endpoint':18s} {'CPU ms/req':>10s}"
     for c in conns:
         head += (f" | {'1 client p50 ms':>16s} {'p99 ms':>16s}" if c == 1 else
                  f" | {f'{c} clients req/s':>18s} {'p50 ms':>16s} {'p99 ms':>16s}")
@@ -328,7 +339,9 @@ def main(argv: list[str] | None = None) -> int:
     print("-" * len(head))
     ping: dict[tuple, float] = {}
     for gc_mode, ep, res in rows:
-        line = f"{gc_mode:7s} {ep:18s}"
+        cpu = statistics.median(r["cpu_ms"] for c in conns if c > 1 for r in res[c]) if any(
+            c > 1 for c in conns) else float("nan")
+        line = f"{gc_mode:7s} {ep:18s} {cpu:10.2f}"
         for c in conns:
             rr = res[c]
             if ep == "ping":
@@ -342,6 +355,9 @@ def main(argv: list[str] | None = None) -> int:
             if errs:
                 line += f" ({errs} errors)"
         print(line)
+    print("CPU ms/req: server CPU time (all processes) per request under 32/64 clients, median;"
+          " it does not depend on how busy the machine is, unlike req/s and latency.")
+    print(f"Machine load average during the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     print()
     for gc_mode, ep, res in rows:
         if ep == "ping" or 64 not in res or (gc_mode, 64) not in ping:
