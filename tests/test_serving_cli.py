@@ -9,10 +9,12 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.serving_helpers import ROOT, build_artifact, free_port
 
 
+@pytest.mark.slow
 def test_patron_serve_starts_and_serves(tmp_path):
     build_artifact(tmp_path / "model", seed=3)
     port = free_port()
@@ -55,6 +57,7 @@ def test_patron_serve_bad_model_path_is_one_line(tmp_path):
     assert "Traceback" not in r.stderr
 
 
+@pytest.mark.slow
 def test_bentoml_build_offline(tmp_path):
     env = dict(os.environ, BENTOML_HOME=str(tmp_path / "bentoml"))
     bentoml = Path(sys.executable).with_name("bentoml")

@@ -9,6 +9,7 @@ from serving.state import ServingState, Settings
 from tests.serving_helpers import build_artifact
 
 
+@pytest.mark.slow
 def test_load_by_alias_and_reload_follows_the_alias(tmp_path, monkeypatch):
     mlflow = pytest.importorskip("mlflow")
     from mlflow import MlflowClient

@@ -19,6 +19,8 @@ from serving.exposure import customer_key, read_exposures
 from serving.variants import assign, load_experiments
 from tests.serving_helpers import LiveService, build_artifact
 
+pytestmark = pytest.mark.slow  # one real service for the module (about 10 s to start)
+
 SECRET = "test-secret"
 TOKEN = "admin-token"
 
