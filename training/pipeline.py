@@ -66,7 +66,6 @@ def parse_metric(metric: str) -> tuple[str, int]:
 def split_params(model: str, params: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     """Flat params -> ``(MatrixConfig, model config dict)``; unknown keys are refused."""
     from features.matrix import MatrixConfig
-
     from training.models.registry import get_model
 
     cls = get_model(model)
