@@ -9,11 +9,17 @@ An artifact is a directory::
                     NAME.data / NAME.indices / NAME.indptr / NAME.shape
     history.npz     the training customers x items CSR (weighted as trained)
     items.parquet   optional item table (item_id, category, price, price_tier, item_name)
+    NAME.parquet    optional named tables (``ModelArtifact.tables``, listed in the manifest's
+                    ``"tables"``), e.g. ``customers`` and ``reminders``: the customer analytics
+                    of :mod:`features.customers` as of the end of the training period
 
 ``kind`` tells how to score (see :mod:`features.scoring`): ``factors`` (user_factors,
 item_factors), ``item_item`` (similarity: sparse or dense items x items),
 ``popularity`` (item_scores), ``repeat`` (own history + item_scores tie-break),
 ``blend`` (CF arrays plus ``item_scores``; params ``blend_weight`` and ``cf_kind``).
+
+The optional files are part of format version 1: an artifact without them loads as before,
+and a reader that does not know them ignores them.
 
 Saving is atomic: a failed save never replaces a good artifact. Loading checks the
 format and version and raises :class:`ArtifactError` naming what is wrong.
@@ -23,6 +29,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -39,6 +46,8 @@ from features.idmap import IdMap
 FORMAT = "patron-model"
 FORMAT_VERSION = 1
 KINDS = ("factors", "item_item", "popularity", "repeat", "blend")
+TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+RESERVED_TABLES = ("items",)  # items.parquet is the item table
 
 
 class ArtifactError(PatronError):
@@ -59,6 +68,8 @@ class ModelArtifact:
     weighting: dict = field(default_factory=dict)
     metadata: dict = field(default_factory=dict)
     item_table: pd.DataFrame | None = None
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    """Optional named tables saved as ``NAME.parquet`` (e.g. ``customers``, ``reminders``)."""
     format_version: int = FORMAT_VERSION
 
     def __post_init__(self) -> None:
@@ -70,6 +81,8 @@ class ModelArtifact:
                 f"history shape {self.history.shape} does not match id maps "
                 f"({len(self.customers)}, {len(self.items)})"
             )
+        for name in self.tables:
+            _check_table_name(name)
 
     @property
     def n_items(self) -> int:
@@ -91,6 +104,7 @@ class ModelArtifact:
             "n_customers": self.n_customers,
             "n_items": self.n_items,
             "arrays": sorted(self.arrays),
+            "tables": sorted(self.tables),
             "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
 
@@ -105,6 +119,9 @@ class ModelArtifact:
             np.savez(tmp / "history.npz", **_flatten({"history": self.history}))
             if self.item_table is not None:
                 self.item_table.to_parquet(tmp / "items.parquet", index=False)
+            for name, table in self.tables.items():
+                _check_table_name(name)
+                table.to_parquet(tmp / f"{name}.parquet", index=False)
             (tmp / "manifest.json").write_text(
                 json.dumps(self.manifest(), indent=2, default=_json_default)
             )
@@ -150,6 +167,16 @@ def load_artifact(path: str | os.PathLike) -> ModelArtifact:
         item_table = None
         if (path / "items.parquet").is_file():
             item_table = pd.read_parquet(path / "items.parquet")
+        names = manifest.get("tables", [])
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise ArtifactError(f"{mpath}: \"tables\" must be a list of table names")
+        tables = {}
+        for name in names:
+            _check_table_name(name, mpath)
+            if not (path / f"{name}.parquet").is_file():
+                raise ArtifactError(f"{path}: table {name!r} listed in the manifest but "
+                                    f"{name}.parquet is missing")
+            tables[name] = pd.read_parquet(path / f"{name}.parquet")
     except (OSError, KeyError, ValueError) as exc:
         raise ArtifactError(f"{path}: damaged artifact ({exc})") from exc
     missing = set(manifest.get("arrays", [])) - set(arrays)
@@ -166,8 +193,17 @@ def load_artifact(path: str | os.PathLike) -> ModelArtifact:
         weighting=manifest.get("weighting", {}),
         metadata=manifest.get("metadata", {}),
         item_table=item_table,
+        tables=tables,
         format_version=version,
     )
+
+
+def _check_table_name(name: str, where: object = "artifact") -> None:
+    if not isinstance(name, str) or not TABLE_NAME.match(name) or name in RESERVED_TABLES:
+        raise ArtifactError(
+            f"{where}: table name {name!r} must be letters, digits and '_' (not starting "
+            f"with a digit) and not one of {RESERVED_TABLES}"
+        )
 
 
 def _flatten(arrays: dict) -> dict[str, np.ndarray]:

@@ -7,10 +7,17 @@ id dictionaries) and answers ``recommend``, ``recommend_batch``, ``similar``,
 :mod:`features.scoring` (the same code training evaluates with); the only local shortcut is
 the dot product for a known customer of a factor model, and a fold-in that reuses a
 precomputed ``Y^T Y`` (tested equal to :func:`features.scoring.fold_in`).
+
+Customer lifecycle: when the artifact carries the customer tables (``customers`` with the NES
+stage, ``favourites``), the engine keeps one stage code per customer row and each half-asleep
+or sleeping customer's favourite items (CSR-like arrays), and :class:`ProfileTables` for
+``/customer_profile``. ``recommend(..., stage_aware=True)`` leads such a customer's list with
+their own favourites (strategy ``winback``).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, field
 
@@ -22,9 +29,12 @@ from features import scoring
 from features.artifact import ModelArtifact
 from features.errors import PatronError
 from serving.filters import filter_mask
+from serving.profiles import ProfileTables
 from serving.schemas import Filters
 
-__all__ = ["Engine", "Result", "EngineCheckError"]
+__all__ = ["Engine", "Result", "EngineCheckError", "NES_STAGES", "WINBACK_STAGES"]
+
+log = logging.getLogger("patron.serving")
 
 NEG_INF = np.float32(-np.inf)
 REASON_SOURCES = 20  # history items considered when explaining a recommendation
@@ -32,6 +42,9 @@ REASON_SOURCES = 20  # history items considered when explaining a recommendation
 # of the orders that hold the basket item (a second coffee machine almost never is)
 COMPLEMENT_MIN_CONFIDENCE = 0.3
 TOPK_EXTRA = 200  # cached candidates per customer beyond their history length
+NES_STAGES = ("N", "E0", "S1", "S2", "S3")  # features.customers.nes.NES_STAGES
+WINBACK_STAGES = ("S2", "S3")  # half-asleep, sleeping: their list leads with their favourites
+WINBACK_REASON = "you used to buy this"
 
 
 class EngineCheckError(PatronError):
@@ -123,7 +136,74 @@ class Engine:
         order = np.argsort(self.category_codes, kind="stable")
         bounds = np.searchsorted(self.category_codes[order], np.arange(len(self.categories) + 1))
         self._members = [order[bounds[c]:bounds[c + 1]] for c in range(len(self.categories))]
+        self._lifecycle(art)
         self._build_topk_cache()
+
+    # ---- customer lifecycle -------------------------------------------------------------
+    def _lifecycle(self, art: ModelArtifact) -> None:
+        """Per customer row: NES stage code (index in :data:`NES_STAGES`, -1 unknown), and
+        the favourite items of the :data:`WINBACK_STAGES` customers (``_fav_indptr`` /
+        ``_fav_items``, best first); the profile tables."""
+        n_c = art.n_customers
+        self.stage = np.full(n_c, -1, dtype=np.int8)
+        self._fav_indptr = np.zeros(n_c + 1, dtype=np.int64)
+        self._fav_items = np.empty(0, dtype=np.int64)
+        self.profiles: ProfileTables | None = None
+        try:
+            self.profiles = ProfileTables.from_artifact(art)
+            cust = art.tables.get("customers")
+            if cust is None or "customer_id" not in cust or "nes_stage" not in cust:
+                return
+            rows = art.customers.index_of(cust["customer_id"].to_numpy(), missing="ignore")
+            codes = pd.Categorical(cust["nes_stage"], categories=NES_STAGES).codes
+            ok = rows >= 0
+            self.stage[rows[ok]] = codes[ok]
+            fav = art.tables.get("favourites")
+            if fav is None or not {"customer_id", "item_id"} <= set(fav.columns) or not len(fav):
+                return
+            if "offer_rank" in fav.columns:
+                fav = fav.sort_values("offer_rank", kind="stable")
+            frow = art.customers.index_of(fav["customer_id"].to_numpy(), missing="ignore")
+            fitem = art.items.index_of(fav["item_id"].to_numpy(), missing="ignore")
+            ok = (frow >= 0) & (fitem >= 0)
+            frow, fitem = frow[ok], fitem[ok]
+            order = np.argsort(frow, kind="stable")  # by customer row, rank kept within
+            self._fav_items = fitem[order].astype(np.int64)
+            np.cumsum(np.bincount(frow, minlength=n_c), out=self._fav_indptr[1:])
+        except (ValueError, TypeError, KeyError) as exc:  # odd tables: serve without them
+            log.warning("customer tables of %s not usable: %s", self.uri or "model", exc)
+            self.stage[:] = -1
+            self._fav_indptr[:] = 0
+            self._fav_items = np.empty(0, dtype=np.int64)
+
+    def stage_of(self, row: int) -> str | None:
+        """NES stage of a customer row (None: unknown customer or no tables)."""
+        code = int(self.stage[row]) if 0 <= row < len(self.stage) else -1
+        return NES_STAGES[code] if code >= 0 else None
+
+    def _winback(self, row: int, n: int, exclude_bought: bool, allowed,
+                 warnings: list[str]) -> Result | None:
+        """A sleeping customer's list: up to half (at least one) of their favourites first,
+        the model's list after (None: not a win-back customer, or no favourite passes)."""
+        if self.stage_of(row) not in WINBACK_STAGES:
+            return None
+        favs = self._fav_items[self._fav_indptr[row]:self._fav_indptr[row + 1]]
+        if allowed is not None:
+            favs = favs[allowed[favs]]
+        favs = favs[: max(1, n // 2)]
+        if not len(favs):
+            return None
+        base = self._ranked(row, np.empty(0, np.int64), n + len(favs), exclude_bought,
+                            allowed, warnings)
+        rest = np.flatnonzero(~np.isin(base.items, favs))[: n - len(favs)]
+        if self.kind == "factors":
+            fav_scores = self.U[row] @ self.Yt[:, favs]
+        else:
+            fav_scores = np.asarray(self.score_row(row, np.empty(0, np.int64))[0])[favs]
+        items = np.concatenate([favs, base.items[rest]])
+        scores = np.concatenate([np.asarray(fav_scores, np.float32), base.scores[rest]])
+        reasons = [WINBACK_REASON] * len(favs) + [base.reasons[i] for i in rest.tolist()]
+        return Result(items, scores, reasons, "winback", warnings)
 
     # ---- top-k cache --------------------------------------------------------------------
     def _build_topk_cache(self) -> None:
@@ -392,7 +472,12 @@ class Engine:
         exclude_bought: bool = True,
         context_items=None,
         filters: Filters | None = None,
+        stage_aware: bool = True,
     ) -> Result:
+        """Top-n for a customer. ``stage_aware``: a half-asleep or sleeping customer (NES S2 /
+        S3, from the artifact's customer tables) without context items gets up to half the
+        list (at least one item) from their own favourites first, even with
+        ``exclude_bought`` (which still applies to the rest); strategy ``winback``."""
         warnings: list[str] = []
         row = self.customer_row(customer_id)
         context, unknown = self.item_rows(context_items)
@@ -401,6 +486,15 @@ class Engine:
         if customer_id is not None and row < 0:
             warnings.append("customer_id: unknown customer")
         allowed = self.mask(filters, warnings)
+        if stage_aware and row >= 0 and not len(context) and self._fav_indptr[-1]:
+            won = self._winback(row, n, exclude_bought, allowed, warnings)
+            if won is not None:
+                return won
+        return self._ranked(row, context, n, exclude_bought, allowed, warnings)
+
+    def _ranked(self, row: int, context: np.ndarray, n: int, exclude_bought: bool, allowed,
+                warnings: list[str]) -> Result:
+        """The model's top-n for a customer row (-1: none) and context item indices."""
         if row >= 0 and not len(context) and self._topk is not None:
             hit = self._from_cache(row, n, exclude_bought, allowed)
             if hit is not None:

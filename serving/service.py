@@ -39,6 +39,7 @@ from serving.engine import Engine, Result
 from serving.exposure import ExposureLog, ExposureLogError
 from serving.interleave import team_draft
 from serving.metrics import get_metrics
+from serving.profiles import MAX_DUE_ITEMS, profile_for
 from serving.schemas import (
     MAX_IDS,
     MAX_N,
@@ -319,14 +320,19 @@ class Recommender:
         context_items: Items = [],  # noqa: B006 (pydantic copies defaults)
         filters: Filters | None = None,
         experiment: str = "default",
+        stage_aware: bool = True,
     ) -> RecommendResponse:
         """Top-n items for a customer; context items (cart, viewed) refine the list or, for
-        an unknown customer, stand in for a history; no customer and no context: popular."""
+        an unknown customer, stand in for a history; no customer and no context: popular.
+        ``stage_aware`` (default): a half-asleep or sleeping customer (NES S2/S3 in the
+        model's customer tables) without context items gets up to half the list (at least
+        one) from their own favourites first, even with ``exclude_bought`` (which still
+        applies to the rest); strategy ``winback``."""
         return await self._serve_list(
             "recommend", experiment, customer_id,
             lambda e: e.recommend(
                 customer_id, n, exclude_bought=exclude_bought,
-                context_items=context_items, filters=filters,
+                context_items=context_items, filters=filters, stage_aware=stage_aware,
             ),
         )
 
@@ -439,16 +445,21 @@ class Recommender:
         )
 
     @bentoml.api
-    async def customer_profile(self, customer_id: Id) -> ProfileResponse:
-        """Precomputed customer tables (RFM, lifecycle, repurchase) stored beside the model."""
+    async def customer_profile(
+        self,
+        customer_id: Id,
+        max_items: Annotated[int, Field(ge=1, le=MAX_DUE_ITEMS)] = 10,
+    ) -> ProfileResponse:
+        """RFM values, scores and segment (EN + ZH), NES stage and cycle, and up to
+        ``max_items`` items due for replenishment, from the customer tables that training
+        stores in the model (as of ``as_of``, the end of the training period); 404 for a
+        customer they do not know, 501 for a model without them."""
         if not self.state.ready:
             return _error(503, "no model loaded yet")
         _, spec = self.state.resolve(None)
         engine = next(iter(self.state.engines[v.model] for v in spec.variants.values()))
-        from serving.profiles import profile_for
-
         try:
-            profile = profile_for(engine, customer_id)
+            profile = profile_for(engine, customer_id, max_items)
         except KeyError as exc:
             return self._refuse("customer_profile", 404, str(exc.args[0]))
         except LookupError as exc:

@@ -9,8 +9,10 @@ MatrixConfig field and not a field of the model's config, e.g. ``weighting`` or
 The artifact of a trained model carries, beside the model arrays: the item table
 (:func:`features.item_features.item_table`), the cross-sell arrays
 (:func:`features.cooccurrence.cross_sell_arrays`: ``xsell_lift``, ``xsell_confidence``,
-``item_baskets``; ``n_baskets`` in params and metadata) and metadata (data and split
-description, matrix settings, fit seconds, test metrics).
+``item_baskets``; ``n_baskets`` in params and metadata), the customer analytics as of the end
+of the training period (:func:`customer_tables`: artifact tables ``customers``, ``reminders``
+and ``favourites``; ``customer_tables`` in metadata) and metadata (data and split description,
+matrix settings, fit seconds, test metrics).
 
 :class:`Holdout` scores a model or raw factor arrays on a held-out period fast (one
 mode, one metric): it is what tuning calls every few epochs.
@@ -22,6 +24,7 @@ import hashlib
 import json
 import logging
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,7 +46,7 @@ MODES = ("new", "repeat")
 
 __all__ = [
     "MODES", "TrainResult", "Holdout", "parse_metric", "split_params", "make_model",
-    "build_matrix", "fit_model", "attach_extras", "train_model", "data_description",
+    "build_matrix", "fit_model", "attach_extras", "customer_tables", "train_model", "data_description",
     "split_id", "evaluate_test", "load_purchases",
 ]
 
@@ -143,8 +146,60 @@ def fit_model(
     return rec, matrix, time.perf_counter() - t0
 
 
+REMINDERS_KEPT = 20  # best reminders kept per customer in the artifact
+FAVOURITES_KEPT = 20  # own favourite items kept per half-asleep / sleeping customer
+WINBACK_STAGES = ("S2", "S3")
+
+
+def customer_tables(purchases: pd.DataFrame) -> tuple[dict[str, pd.DataFrame], dict]:
+    """The artifact tables of the customer analytics and their metadata, as of the day after
+    the last purchase in ``purchases`` (the training period's end).
+
+    ``customers`` (RFM, segments, NES stage; one row per customer), ``reminders`` (the best
+    :data:`REMINDERS_KEPT` items due per customer) and ``favourites`` (customer_id, item_id,
+    offer_rank: the :data:`FAVOURITES_KEPT` items with most purchase days, then spend, of each
+    customer in :data:`WINBACK_STAGES`, which serving leads their list with). Data the
+    analytics cannot use (a PatronError) give no tables and a ``skipped`` reason.
+    """
+    from features.customers import CustomerDataWarning, build_customer_tables, prepare
+    from features.customers.nes import NES_STAGE
+    from features.customers.reminders import REMINDER_RANK
+    from features.customers.winback import favourite_items
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", CustomerDataWarning)  # kept in tables.notes
+            tables = build_customer_tables(purchases)
+            lines, _ = prepare(purchases, tables.reference_date, warn=False)
+    except PatronError as exc:
+        log.warning("customer tables skipped: %s", exc)
+        return {}, {"skipped": str(exc)}
+    customers = tables.customers
+    reminders = tables.reminders
+    if REMINDER_RANK in reminders.columns:
+        reminders = reminders[reminders[REMINDER_RANK] <= REMINDERS_KEPT]
+    sleeping = customers.loc[customers[NES_STAGE].isin(WINBACK_STAGES), C.CUSTOMER_ID]
+    favourites = favourite_items(lines, pd.Index(sleeping), FAVOURITES_KEPT)
+    favourites = favourites.drop(columns="source", errors="ignore")
+    out = {
+        "customers": customers.reset_index(drop=True),
+        "reminders": reminders.reset_index(drop=True),
+        "favourites": favourites.reset_index(drop=True),
+    }
+    meta = {
+        "reference_date": str(tables.reference_date.date()),
+        "shop_cycle_days": float(tables.shop_cycle_days),
+        "rows": {k: int(len(v)) for k, v in out.items()},
+        "reminders_kept_per_customer": REMINDERS_KEPT,
+        "winback_stages": list(WINBACK_STAGES),
+        "notes": list(tables.notes),
+    }
+    return out, meta
+
+
 def attach_extras(art: ModelArtifact, purchases: pd.DataFrame, metadata: dict | None = None) -> ModelArtifact:
-    """Add the item table, cross-sell arrays and metadata to a fit model's artifact."""
+    """Add the item table, cross-sell arrays, customer tables and metadata to a fit model's
+    artifact."""
     from features.cooccurrence import cross_sell_arrays
     from features.item_features import item_table
 
@@ -157,6 +212,9 @@ def attach_extras(art: ModelArtifact, purchases: pd.DataFrame, metadata: dict | 
     if n_baskets is not None:
         art.params["n_baskets"] = int(n_baskets)
         art.metadata["n_baskets"] = int(n_baskets)
+    tables, tmeta = customer_tables(purchases)
+    art.tables.update(tables)
+    art.metadata["customer_tables"] = _jsonable(tmeta)
     art.metadata.update(metadata or {})
     return art
 
