@@ -117,6 +117,8 @@ def load_engine(uri: str, *, cache_dir: str | None = None, check: bool = True) -
         n_items=art.n_items,
         has_item_table=art.item_table is not None,
         has_cross_sell="xsell_lift" in art.arrays,
+        tables=sorted(art.tables),
+        customer_tables=art.metadata.get("customer_tables"),
         data=art.metadata.get("data", art.metadata),
         check=checked,
     )

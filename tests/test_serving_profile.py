@@ -200,6 +200,9 @@ def test_recommend_winback_for_sleeping_customer(svc, built):
     fav = art.tables["favourites"]
     favs = fav[fav["customer_id"] == cid].sort_values("offer_rank")["item_id"].tolist()
     assert [it["item_id"] for it in body["items"][:3]] == favs[:3]
+    info = svc.client.get("/info").json()["models"][0]
+    assert info["tables"] == ["customers", "favourites", "reminders"]
+    assert info["customer_tables"]["reference_date"] == str(built["expected"].reference_date.date())
     off = svc.post("/recommend", {"customer_id": cid, "n": 6, "stage_aware": False}).json()
     assert off["strategy"] == "personalised"
     active = svc.post("/recommend", {"customer_id": _active_customer(art), "n": 6}).json()
