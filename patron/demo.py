@@ -78,6 +78,9 @@ def run_demo(
     ab_requests: int = 600,
 ) -> int:
     """Run the demo; returns the process exit code."""
+    import logging
+
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per readiness poll otherwise
     wd = Path(workdir).resolve()
     wd.mkdir(parents=True, exist_ok=True)
     data_dir = wd / "data"
