@@ -126,6 +126,8 @@ class ExposureLog:
         self.secret = secret if secret is not None else load_secret(self.path)
         self._q: queue.SimpleQueue = queue.SimpleQueue()
         self._closed = False
+        self._merge = True  # write_async may join records of one loop turn (subclasses: no)
+        self._pending: dict[asyncio.AbstractEventLoop, list] = {}
         self.batches = 0
         self.records = 0
         self._thread = threading.Thread(target=self._run, name="exposure-writer", daemon=True)
@@ -160,7 +162,7 @@ class ExposureLog:
                     view = view[n:]
                 os.fsync(self._fd)
                 self.batches += 1
-                self.records += len(batch)
+                self.records += sum(getattr(done, "n", 1) for _, done in batch)
             except OSError as exc:
                 err = ExposureLogError(f"{self.path}: exposure write failed ({exc})")
                 log.error("%s", err)
@@ -194,20 +196,54 @@ class ExposureLog:
             raise box[0]
 
     async def write_async(self, record: dict) -> None:
-        """Like :meth:`write` without blocking the event loop."""
+        """Like :meth:`write` without blocking the event loop.
+
+        Records written in the same turn of the event loop (the concurrent requests it is
+        serving) are joined and handed to the writer thread as one append, with one
+        wake-up of the loop when they are all on disk: one ``fsync`` for all of them."""
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
+        if not getattr(self, "_merge", False):
+            def _set(err: BaseException | None) -> None:
+                if not fut.done():
+                    fut.set_result(None) if err is None else fut.set_exception(err)
 
-        def _set(err: BaseException | None) -> None:
-            if fut.done():
-                return
-            if err is None:
-                fut.set_result(None)
-            else:
-                fut.set_exception(err)
-
-        self._submit(record, lambda err: loop.call_soon_threadsafe(_set, err))
+            self._submit(record, lambda err: loop.call_soon_threadsafe(_set, err))
+            await fut
+            return
+        if self._closed:
+            raise ExposureLogError(f"{self.path}: exposure log is closed")
+        data = self.encode(record)
+        batch = self._pending.get(loop)
+        if batch is None:
+            batch = self._pending[loop] = []
+            loop.call_soon(self._flush, loop)
+        batch.append((data, fut))
         await fut
+
+    def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Hand this loop's pending records to the writer thread as one append."""
+        batch = self._pending.pop(loop, [])
+        if not batch:
+            return
+        futs = [f for _, f in batch]
+
+        def _resolve(err: BaseException | None) -> None:
+            for f in futs:
+                if not f.done():
+                    f.set_result(None) if err is None else f.set_exception(err)
+
+        def done(err: BaseException | None) -> None:
+            try:
+                loop.call_soon_threadsafe(_resolve, err)
+            except RuntimeError:  # the loop is gone: nobody waits any more
+                pass
+
+        done.n = len(batch)  # type: ignore[attr-defined]  # records, for the counter
+        if self._closed:
+            _resolve(ExposureLogError(f"{self.path}: exposure log is closed"))
+            return
+        self._q.put((b"".join(d for d, _ in batch), done))
 
     def close(self) -> None:
         if self._closed:
