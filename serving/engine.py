@@ -137,6 +137,8 @@ class Engine:
         bounds = np.searchsorted(self.category_codes[order], np.arange(len(self.categories) + 1))
         self._members = [order[bounds[c]:bounds[c + 1]] for c in range(len(self.categories))]
         self._lifecycle(art)
+        self._build_sources()
+        self._labels: list[str | None] = [None] * self.n_items  # "name (id)", filled lazily
         self._build_topk_cache()
 
     # ---- customer lifecycle -------------------------------------------------------------
@@ -235,19 +237,26 @@ class Engine:
                 val[indptr[r]:indptr[r + 1]] = sr[part]
         if not np.isfinite(val).all():
             return  # leave non-finite models to the full path (and to check())
-        self._topk = (indptr, idx, val)
+        # which cached candidates the customer bought (exclude_bought without np.isin)
+        h = self.history
+        rows_of = np.repeat(np.arange(n_c, dtype=np.int64), np.diff(indptr))
+        hist_keys = np.repeat(np.arange(n_c, dtype=np.int64), np.diff(h.indptr)) * n_i + h.indices
+        bought = np.isin(rows_of * n_i + idx, hist_keys)
+        self._topk = (indptr, idx, val, bought)
 
     def _from_cache(self, row: int, n: int, exclude_bought: bool, allowed) -> tuple | None:
-        indptr, idx, val = self._topk
+        indptr, idx, val, bought = self._topk
         lo, hi = indptr[row], indptr[row + 1]
         cand = idx[lo:hi]
-        keep = np.ones(len(cand), dtype=bool)
         if exclude_bought:
-            h0, h1 = self.history.indptr[row], self.history.indptr[row + 1]
-            keep &= ~np.isin(cand, self.history.indices[h0:h1], assume_unique=True)
-        if allowed is not None:
-            keep &= allowed[cand]
-        sel = np.flatnonzero(keep)
+            keep = ~bought[lo:hi]
+            if allowed is not None:
+                keep &= allowed[cand]
+            sel = np.flatnonzero(keep)
+        elif allowed is not None:
+            sel = np.flatnonzero(allowed[cand])
+        else:
+            sel = np.arange(len(cand))
         if len(sel) < n and hi - lo < self.n_items:
             return None  # not enough left in the cached list: score everything
         sel = sel[:n]
@@ -345,8 +354,12 @@ class Engine:
         return self._item_id_list[idx]
 
     def item_label(self, idx: int) -> str:
-        name = self.names[idx]
-        return f"{name} ({self._item_id_list[idx]})" if name else str(self._item_id_list[idx])
+        label = self._labels[idx]
+        if label is None:  # cached: a list's reasons name the same few history items
+            name = self.names[idx]
+            label = f"{name} ({self._item_id_list[idx]})" if name else str(self._item_id_list[idx])
+            self._labels[idx] = label
+        return label
 
     def mask(self, filters: Filters | None, warnings: list[str]) -> np.ndarray | None:
         return filter_mask(
@@ -423,14 +436,28 @@ class Engine:
         return part[keep].astype(np.int64), vals[keep].astype(np.float32)
 
     # ---- explanations -------------------------------------------------------------
+    def _build_sources(self) -> None:
+        """Each customer's :data:`REASON_SOURCES` strongest history items (weight order,
+        stable), once per model: ``_src_indptr`` / ``_src_items``."""
+        h = self.history
+        n_c = h.shape[0]
+        counts = np.diff(h.indptr)
+        rows = np.repeat(np.arange(n_c, dtype=np.int64), counts)
+        order = np.lexsort((-h.data, rows))  # by row, then weight descending; stable
+        pos = np.arange(len(order)) - np.repeat(h.indptr[:-1], counts)
+        take = order[pos < REASON_SOURCES]
+        self._src_items = h.indices[take].astype(np.int64)
+        self._src_indptr = np.zeros(n_c + 1, dtype=np.int64)
+        np.cumsum(np.minimum(counts, REASON_SOURCES), out=self._src_indptr[1:])
+
     def _sources(self, row: int, context: np.ndarray) -> np.ndarray:
-        src = list(context[:REASON_SOURCES])
-        if row >= 0 and len(src) < REASON_SOURCES:
-            lo, hi = self.history.indptr[row], self.history.indptr[row + 1]
-            idx, w = self.history.indices[lo:hi], self.history.data[lo:hi]
-            take = idx[np.argsort(-w, kind="stable")[: REASON_SOURCES - len(src)]]
-            src.extend(take.tolist())
-        return np.asarray(src, dtype=np.int64)
+        ctx = np.asarray(context[:REASON_SOURCES], dtype=np.int64)
+        if row < 0 or len(ctx) >= REASON_SOURCES:
+            return ctx
+        hist = self._src_items[self._src_indptr[row]:self._src_indptr[row + 1]]
+        if not len(ctx):
+            return hist
+        return np.concatenate([ctx, hist[: REASON_SOURCES - len(ctx)]])
 
     def _similarity_block(self, sources: np.ndarray, targets: np.ndarray) -> np.ndarray | None:
         if not len(sources) or not len(targets):
@@ -456,11 +483,11 @@ class Engine:
         sources = self._sources(row, context)
         block = self._similarity_block(sources, items)
         if block is not None:
-            best = block.argmax(axis=0)
-            good = block.max(axis=0) > 0
+            best = sources[block.argmax(axis=0)].tolist()
+            good = (block.max(axis=0) > 0).tolist()
             for j in range(len(items)):
                 if out[j] is None and good[j]:
-                    out[j] = f"similar to {self.item_label(int(sources[best[j]]))}"
+                    out[j] = f"similar to {self.item_label(best[j])}"
         return out
 
     # ---- endpoints ----------------------------------------------------------------
