@@ -29,10 +29,12 @@ from pathlib import Path
 from typing import Annotated
 
 import bentoml
+import numpy as np
 from pydantic import Field
+from pydantic_core import to_json
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse
+from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from serving.engine import Engine, Result
@@ -43,11 +45,9 @@ from serving.profiles import MAX_DUE_ITEMS, profile_for
 from serving.schemas import (
     MAX_IDS,
     MAX_N,
-    BatchEntry,
     BatchResponse,
     Filters,
     Id,
-    Item,
     Pong,
     ProfileResponse,
     RecommendResponse,
@@ -121,18 +121,29 @@ def _rid() -> str:
     return os.urandom(8).hex()
 
 
-def _items(engine: Engine, res: Result, variants: list[str] | None = None) -> list[Item]:
+def _ok(body: dict) -> Response:
+    """A 200 JSON reply: ``body`` has the fields of the api's response model, in order,
+    with values of their types, so pydantic-core writes the bytes the model would (the
+    OpenAPI schema still comes from the annotation). One body with a Content-Length instead
+    of BentoML's chunked reply, and no model objects built per item."""
+    return Response(to_json(body), media_type="application/json")
+
+
+def _items(engine: Engine, res: Result, variants: list[str] | None = None) -> list[dict]:
+    """The :class:`~serving.schemas.Item` fields of a result's items, as dicts."""
     ids = engine.item_ids[res.items].tolist()
-    scores = res.scores.tolist()
+    scores = np.asarray(res.scores, dtype=np.float64).tolist()
     names = engine.names
+    reasons = res.reasons
+    nr = len(reasons)
     return [
-        Item(
-            item_id=i,
-            score=s,
-            name=names[j],
-            reason=res.reasons[k] if k < len(res.reasons) else None,
-            variant=variants[k] if variants else None,
-        )
+        {
+            "item_id": i,
+            "score": s,
+            "name": names[j],
+            "reason": reasons[k] if k < nr else None,
+            "variant": variants[k] if variants else None,
+        }
         for k, (i, s, j) in enumerate(zip(ids, scores, res.items.tolist(), strict=True))
     ]
 
@@ -278,7 +289,7 @@ class Recommender:
         if any(w.startswith(("customer_id: unknown", "context_items: unknown", "item_ids: unknown"))
                for w in warnings):
             self.metrics.unknown_ids.labels(endpoint=endpoint, kind="id").inc()
-        ids = [it.item_id for it in items]
+        ids = [it["item_id"] for it in items]
         try:
             await self._expose(
                 [self._record(endpoint, rid, exp, variant, version, strategy, customer_id, ids, teams)]
@@ -286,10 +297,10 @@ class Recommender:
         except ExposureLogError as exc:
             return _error(503, f"exposure log unavailable: {exc}")
         self.metrics.served(endpoint, strategy, variant)
-        return RecommendResponse(
-            items=items, strategy=strategy, model_version=version, variant=variant,
-            experiment=exp, request_id=rid, warnings=warnings,
-        )
+        return _ok({  # RecommendResponse
+            "items": items, "strategy": strategy, "model_version": version, "variant": variant,
+            "experiment": exp, "request_id": rid, "warnings": list(warnings),
+        })
 
     def _interleave(self, rid, a, b):
         (va, ea, ra), (vb, eb, rb) = a, b
@@ -303,8 +314,9 @@ class Recommender:
             _, r, pos = by[t]
             k = pos[i]
             e = by[t][0]
-            items.append(Item(item_id=i, score=float(r.scores[k]), reason=r.reasons[k],
-                              name=e.names[int(r.items[k])], variant=t))
+            items.append({"item_id": i, "score": float(r.scores[k]),
+                          "name": e.names[int(r.items[k])], "reason": r.reasons[k],
+                          "variant": t})
         version = f"{va}={ea.version},{vb}={eb.version}"
         strategy = ra.strategy if ra.strategy == rb.strategy else f"{ra.strategy}|{rb.strategy}"
         warnings = list(dict.fromkeys(ra.warnings + rb.warnings))
@@ -361,7 +373,7 @@ class Recommender:
         groups: dict[str, list[int]] = {}
         for pos, c in enumerate(customer_ids):
             groups.setdefault(assign(exp, spec, str(c)), []).append(pos)
-        entries: list[BatchEntry | None] = [None] * len(customer_ids)
+        entries: list[dict | None] = [None] * len(customer_ids)
         records, warnings, versions = [], [], {}
         for variant, positions in groups.items():
             engine = self.state.engine(spec, variant)
@@ -373,12 +385,13 @@ class Recommender:
             warnings += warn
             for p, c, res in zip(positions, ids, results, strict=True):
                 items = _items(engine, res)
-                entries[p] = BatchEntry(
-                    customer_id=c, items=items, strategy=res.strategy, variant=variant
-                )
+                entries[p] = {  # BatchEntry
+                    "customer_id": c, "items": items, "strategy": res.strategy,
+                    "variant": variant,
+                }
                 records.append(self._record(
                     "recommend_batch", rid, exp, variant, engine.version, res.strategy, c,
-                    [it.item_id for it in items],
+                    [it["item_id"] for it in items],
                 ))
                 self.metrics.served("recommend_batch", res.strategy, variant)
         try:
@@ -388,10 +401,10 @@ class Recommender:
         version = next(iter(versions.values())) if len(versions) == 1 else ",".join(
             f"{k}={v}" for k, v in sorted(versions.items())
         )
-        return BatchResponse(
-            results=entries, model_version=version, experiment=exp, request_id=rid,
-            warnings=list(dict.fromkeys(warnings)),
-        )
+        return _ok({  # BatchResponse
+            "results": entries, "model_version": version, "experiment": exp,
+            "request_id": rid, "warnings": list(dict.fromkeys(warnings)),
+        })
 
     @bentoml.api
     async def similar_items(
