@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import gc
 import hmac
+import inspect
 import logging
 import os
 import threading
@@ -542,3 +543,6 @@ class Recommender:
 for _method in Recommender.apis.values():
     _method.input_spec.model_config["extra"] = "forbid"
     _method.input_spec.model_rebuild(force=True)
+    # BentoML's local caller runs inspect.signature(func) on every request: give it the
+    # signature once (inspect returns a function's __signature__ as is)
+    _method.func.__signature__ = inspect.signature(_method.func)
