@@ -225,6 +225,7 @@ class Engine:
         np.cumsum(k, out=indptr[1:])
         idx = np.empty(int(indptr[-1]), dtype=np.int32)
         val = np.empty(int(indptr[-1]), dtype=np.float32)
+        bought = np.zeros(int(indptr[-1]), dtype=bool)
         for start in range(0, n_c, 256):
             rows = np.arange(start, min(n_c, start + 256))
             S = self.U[rows] @ self.Yt if self.kind == "factors" else scoring.score(self.art, rows)
@@ -235,14 +236,24 @@ class Engine:
                 part = part[np.argsort(-sr[part], kind="stable")]
                 idx[indptr[r]:indptr[r + 1]] = part
                 val[indptr[r]:indptr[r + 1]] = sr[part]
+            self._mark_bought(bought, indptr, idx, rows)
         if not np.isfinite(val).all():
             return  # leave non-finite models to the full path (and to check())
-        # which cached candidates the customer bought (exclude_bought without np.isin)
-        h = self.history
-        rows_of = np.repeat(np.arange(n_c, dtype=np.int64), np.diff(indptr))
-        hist_keys = np.repeat(np.arange(n_c, dtype=np.int64), np.diff(h.indptr)) * n_i + h.indices
-        bought = np.isin(rows_of * n_i + idx, hist_keys)
         self._topk = (indptr, idx, val, bought)
+
+    def _mark_bought(self, bought: np.ndarray, indptr: np.ndarray, idx: np.ndarray,
+                     rows: np.ndarray) -> None:
+        """``bought[k]``: the customer of cache entry k bought item ``idx[k]`` (for a block
+        of consecutive rows; a merge of sorted (row, item) keys, no per-request np.isin)."""
+        h, n_i = self.history, self.n_items
+        r0, r1 = int(rows[0]), int(rows[-1]) + 1
+        lo, hi, h0, h1 = indptr[r0], indptr[r1], h.indptr[r0], h.indptr[r1]
+        if h0 == h1:
+            return
+        keys = np.repeat(rows.astype(np.int64), np.diff(indptr[r0:r1 + 1])) * n_i + idx[lo:hi]
+        hist = np.repeat(rows.astype(np.int64), np.diff(h.indptr[r0:r1 + 1])) * n_i + h.indices[h0:h1]
+        at = np.minimum(np.searchsorted(hist, keys), len(hist) - 1)  # hist is sorted
+        bought[lo:hi] = hist[at] == keys
 
     def _from_cache(self, row: int, n: int, exclude_bought: bool, allowed) -> tuple | None:
         indptr, idx, val, bought = self._topk
