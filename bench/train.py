@@ -130,6 +130,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tracking-uri", default=None)
     p.add_argument("--json", default=None, help="write the results as JSON here")
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--spark", action=argparse.BooleanOptionalAction, default=True,
+                   help="also time Spark local-mode ALS against implicit on the first data set "
+                        "(needs pyspark and Java; --no-spark skips it)")
     args = p.parse_args(argv)
 
     import logging
@@ -174,6 +177,17 @@ def main(argv: list[str] | None = None) -> int:
                           f"{r['patron_s_per_iter']:.3f} s/iteration wall, "
                           f"{r['patron_cpu_s'] / r['iterations']:.3f} CPU s/iteration")
                 entry["als_overhead"] = oh
+            if i == 0 and args.spark:
+                from bench.spark import format_table, spark_vs_implicit
+
+                print(f"\nimplicit vs Spark local mode on {name} (same matrix):")
+                try:
+                    sp = spark_vs_implicit(res["purchases"], holdout_days=args.holdout_days,
+                                           num_threads=max(args.threads, 2))
+                    print(format_table(sp))
+                    entry["spark"] = {k: v for k, v in sp.items() if k != "table"}
+                except Exception as exc:  # no Java / no pyspark: say so, keep the other rows
+                    print(f"   skipped: {str(exc).splitlines()[0]}")
             out["datasets"].append(entry)
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2, default=str))
