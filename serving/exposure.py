@@ -48,6 +48,20 @@ COLUMNS = [
 SECRET_ENV = "PATRON_EXPOSURE_SECRET"
 
 
+def drain(q: queue.Queue, first) -> tuple[list, bool]:
+    """``first`` plus everything already waiting in ``q`` (one group commit); ``stop`` is
+    True when the ``None`` sentinel was among them."""
+    batch = [first]
+    while True:
+        try:
+            nxt = q.get_nowait()
+        except queue.Empty:
+            return batch, False
+        if nxt is None:
+            return batch, True
+        batch.append(nxt)
+
+
 class ExposureLogError(PatronError):
     """The exposure log cannot be written or read."""
 
@@ -142,17 +156,7 @@ class ExposureLog:
             first = self._q.get()
             if first is None:
                 return
-            batch = [first]
-            stop = False
-            while True:
-                try:
-                    nxt = self._q.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is None:
-                    stop = True
-                    break
-                batch.append(nxt)
+            batch, stop = drain(self._q, first)
             data = b"".join(b for b, _ in batch)
             err: BaseException | None = None
             try:

@@ -24,7 +24,7 @@ import time
 
 import pandas as pd
 
-from serving.exposure import COLUMNS, SECRET_ENV, ExposureLog, ExposureLogError
+from serving.exposure import COLUMNS, SECRET_ENV, ExposureLog, ExposureLogError, drain
 
 __all__ = ["PgExposureLog", "read_exposures_pg", "is_database_url", "TABLE"]
 
@@ -145,22 +145,11 @@ class PgExposureLog(ExposureLog):
             raise
 
     def _run(self) -> None:
-        import queue
-
         while True:
             first = self._q.get()
             if first is None:
                 return
-            batch, stop = [first], False
-            while True:
-                try:
-                    nxt = self._q.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is None:
-                    stop = True
-                    break
-                batch.append(nxt)
+            batch, stop = drain(self._q, first)
             err: BaseException | None = None
             try:
                 self._insert([row for row, _ in batch])
