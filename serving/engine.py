@@ -37,6 +37,7 @@ __all__ = ["Engine", "Result", "EngineCheckError", "NES_STAGES", "WINBACK_STAGES
 log = logging.getLogger("patron.serving")
 
 NEG_INF = np.float32(-np.inf)
+_NO_ITEMS = np.empty(0, dtype=np.int64)
 REASON_SOURCES = 20  # history items considered when explaining a recommendation
 # a same-category item is a complement (not a substitute) when it is in at least this share
 # of the orders that hold the basket item (a second coffee machine almost never is)
@@ -139,6 +140,8 @@ class Engine:
         self._lifecycle(art)
         self._build_sources()
         self._labels: list[str | None] = [None] * self.n_items  # "name (id)", filled lazily
+        # "similar to name (id)" per source item (index -1, the last: None), filled lazily
+        self._similar_text = np.full(self.n_items + 1, None, dtype=object)
         self._build_topk_cache()
 
     # ---- customer lifecycle -------------------------------------------------------------
@@ -226,6 +229,7 @@ class Engine:
         idx = np.empty(int(indptr[-1]), dtype=np.int32)
         val = np.empty(int(indptr[-1]), dtype=np.float32)
         bought = np.zeros(int(indptr[-1]), dtype=bool)
+        source = np.full(int(indptr[-1]), -1, dtype=np.int32)
         for start in range(0, n_c, 256):
             rows = np.arange(start, min(n_c, start + 256))
             S = self.U[rows] @ self.Yt if self.kind == "factors" else scoring.score(self.art, rows)
@@ -234,12 +238,21 @@ class Engine:
                 kr, sr = int(k[r]), S[j]
                 part = np.argpartition(sr, n_i - kr)[n_i - kr:] if kr < n_i else np.arange(n_i)
                 part = part[np.argsort(-sr[part], kind="stable")]
-                idx[indptr[r]:indptr[r + 1]] = part
-                val[indptr[r]:indptr[r + 1]] = sr[part]
+                lo, hi = indptr[r], indptr[r + 1]
+                idx[lo:hi] = part
+                val[lo:hi] = sr[part]
+                source[lo:hi] = self._best_sources(self._sources(r, _NO_ITEMS), part)
             self._mark_bought(bought, indptr, idx, rows)
         if not np.isfinite(val).all():
             return  # leave non-finite models to the full path (and to check())
-        self._topk = (indptr, idx, val, bought)
+        self._topk = (indptr, idx, val, bought, source)
+        # the common request (exclude bought, no filter) reads a copy without bought items
+        fresh = ~bought
+        nb_indptr = np.zeros(n_c + 1, dtype=np.int64)
+        per_row = np.bincount(np.repeat(np.arange(n_c), k)[fresh], minlength=n_c)
+        np.cumsum(per_row, out=nb_indptr[1:])
+        self._similar_reasons(np.unique(source))  # make the reason texts now, not per request
+        self._topk_fresh = (nb_indptr, idx[fresh], val[fresh], self._similar_text[source[fresh]])
 
     def _mark_bought(self, bought: np.ndarray, indptr: np.ndarray, idx: np.ndarray,
                      rows: np.ndarray) -> None:
@@ -256,8 +269,17 @@ class Engine:
         bought[lo:hi] = hist[at] == keys
 
     def _from_cache(self, row: int, n: int, exclude_bought: bool, allowed) -> tuple | None:
-        indptr, idx, val, bought = self._topk
+        """(items, scores, reasons) of a known customer without context, from the cache
+        (None: too few cached items pass the filters)."""
+        indptr, idx, val, bought, source = self._topk
         lo, hi = indptr[row], indptr[row + 1]
+        if exclude_bought and allowed is None:
+            f_indptr, f_idx, f_val, f_reason = self._topk_fresh
+            a, b = f_indptr[row], f_indptr[row + 1]
+            if b - a < n and hi - lo < self.n_items:
+                return None
+            b = min(b, a + n)
+            return f_idx[a:b].astype(np.int64), f_val[a:b], f_reason[a:b].tolist()
         cand = idx[lo:hi]
         if exclude_bought:
             keep = ~bought[lo:hi]
@@ -271,7 +293,8 @@ class Engine:
         if len(sel) < n and hi - lo < self.n_items:
             return None  # not enough left in the cached list: score everything
         sel = sel[:n]
-        return cand[sel].astype(np.int64), val[lo:hi][sel]
+        return (cand[sel].astype(np.int64), val[lo:hi][sel],
+                self._similar_reasons(source[lo:hi][sel]))
 
     # ---- set-up -------------------------------------------------------------------
     def _csr(self, a) -> sp.csr_matrix | None:
@@ -481,24 +504,31 @@ class Engine:
             return block.toarray() if sp.issparse(block) else np.asarray(block)
         return None
 
+    def _best_sources(self, sources: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """Per item, the most similar source item (-1: none with a positive similarity)."""
+        block = self._similarity_block(sources, items)
+        if block is None:
+            return np.full(len(items), -1, dtype=np.int64)
+        return np.where(block.max(axis=0) > 0, sources[block.argmax(axis=0)], -1)
+
+    def _similar_reasons(self, best: np.ndarray) -> list[str | None]:
+        """ "similar to Y" for each best source item (None where -1); texts cached."""
+        out = self._similar_text[best].tolist()
+        for k, b in enumerate(best.tolist()):
+            if out[k] is None and b >= 0:
+                out[k] = self._similar_text[b] = f"similar to {self.item_label(b)}"
+        return out
+
     def reasons(self, row: int, context: np.ndarray, items: np.ndarray) -> list[str | None]:
         """A short reason per item: "bought with X" (cart rules), else "similar to Y"."""
-        out: list[str | None] = [None] * len(items)
         if not len(items):
-            return out
+            return []
+        out = self._similar_reasons(self._best_sources(self._sources(row, context), items))
         if len(context) and self.xsell_lift is not None:
             block = self.xsell_lift[context][:, items].toarray()
             best = block.argmax(axis=0)
             for j in np.flatnonzero(block.max(axis=0) > 1.0):
                 out[j] = f"bought with {self.item_label(int(context[best[j]]))}"
-        sources = self._sources(row, context)
-        block = self._similarity_block(sources, items)
-        if block is not None:
-            best = sources[block.argmax(axis=0)].tolist()
-            good = (block.max(axis=0) > 0).tolist()
-            for j in range(len(items)):
-                if out[j] is None and good[j]:
-                    out[j] = f"similar to {self.item_label(best[j])}"
         return out
 
     # ---- endpoints ----------------------------------------------------------------
@@ -536,9 +566,8 @@ class Engine:
         if row >= 0 and not len(context) and self._topk is not None:
             hit = self._from_cache(row, n, exclude_bought, allowed)
             if hit is not None:
-                items, scores = hit
-                return Result(items, scores, self.reasons(row, context, items), "personalised",
-                              warnings)
+                items, scores, reasons = hit  # reasons as self.reasons(row, context, items)
+                return Result(items, scores, reasons, "personalised", warnings)
         s, strategy = self.score_row(row, context)
         s = np.asarray(s, dtype=np.float32)
         if not s.flags.writeable:

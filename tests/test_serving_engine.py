@@ -363,3 +363,4 @@ def test_topk_cache_gives_the_exact_full_ranking(built, monkeypatch, extra):
             a, b = cached.recommend(cid, **kw), full.recommend(cid, **kw)
             assert a.items.tolist() == b.items.tolist(), (row, kw)
             np.testing.assert_allclose(a.scores, b.scores, rtol=1e-5)
+            assert a.reasons == b.reasons, (row, kw)  # reasons precomputed with the cache
