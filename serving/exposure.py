@@ -33,6 +33,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
+from pydantic_core import to_json
 
 from features.errors import PatronError
 
@@ -148,7 +149,21 @@ class ExposureLog:
         self._thread.start()
 
     def key(self, customer_id) -> str | None:
-        return customer_key(self.secret, customer_id)
+        """:func:`customer_key` with this log's secret (the last 100,000 kept: a returning
+        customer costs a dict look-up, not an HMAC)."""
+        if customer_id is None:
+            return None
+        try:
+            cache = self._keys
+        except AttributeError:  # subclasses with their own __init__
+            cache = self._keys = {}
+        k = (type(customer_id), customer_id)
+        out = cache.get(k)
+        if out is None:
+            if len(cache) >= 100_000:
+                cache.clear()
+            out = cache[k] = customer_key(self.secret, customer_id)
+        return out
 
     # ---- writer thread --------------------------------------------------------------
     def _run(self) -> None:
@@ -177,7 +192,8 @@ class ExposureLog:
 
     @staticmethod
     def encode(record: dict) -> bytes:
-        return (json.dumps(record, separators=(",", ":"), default=str) + "\n").encode()
+        """One JSON line (UTF-8; values JSON cannot hold are written as ``str``)."""
+        return to_json(record, fallback=str) + b"\n"
 
     def _submit(self, record: dict, done: Callable[[BaseException | None], None]) -> None:
         if self._closed:

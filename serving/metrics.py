@@ -6,7 +6,7 @@ counts from every worker process add up on ``/metrics``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 
 __all__ = ["Metrics", "get_metrics"]
@@ -19,11 +19,20 @@ class Metrics:
     unknown_ids: object  # Counter(endpoint, kind)
     client_errors: object  # Counter(endpoint)
     reloads: object  # Counter(outcome)
+    # labelled children by (endpoint, strategy, variant): ``labels()`` costs more than ``inc``
+    _children: dict = field(default_factory=dict, compare=False, repr=False)
 
     def served(self, endpoint: str, strategy: str, variant: str) -> None:
-        self.requests.labels(endpoint=endpoint, strategy=strategy, variant=variant).inc()
-        if "fallback" in strategy or strategy == "popularity":
-            self.fallbacks.labels(endpoint=endpoint, strategy=strategy).inc()
+        key = (endpoint, strategy, variant)
+        counters = self._children.get(key)
+        if counters is None:
+            counters = [self.requests.labels(endpoint=endpoint, strategy=strategy,
+                                              variant=variant)]
+            if "fallback" in strategy or strategy == "popularity":
+                counters.append(self.fallbacks.labels(endpoint=endpoint, strategy=strategy))
+            self._children[key] = counters
+        for c in counters:
+            c.inc()
 
 
 @cache

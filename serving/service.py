@@ -22,6 +22,7 @@ from __future__ import annotations
 import gc
 import hmac
 import inspect
+import itertools
 import logging
 import os
 import threading
@@ -63,6 +64,7 @@ N = Annotated[int, Field(ge=1, le=MAX_N, description=f"list length, 1..{MAX_N}")
 Items = Annotated[list[Id], Field(max_length=MAX_IDS)]
 
 _STATE: ServingState | None = None  # this worker's state, for the plain starlette routes
+_EXPOSURE: ExposureLog | None = None  # this worker's exposure log, for /info
 
 
 # ---- logging: client errors in one line, no traceback ------------------------------
@@ -118,8 +120,21 @@ def _field_of(message: str) -> str | None:
     return head if head and " " not in head else None
 
 
+_RID_PREFIX = os.urandom(4).hex()  # new in each worker process (re-made after a fork)
+_RID_COUNT = itertools.count()
+
+
 def _rid() -> str:
-    return os.urandom(8).hex()
+    """A request id unique across workers and restarts: random prefix + counter (16 hex)."""
+    return f"{_RID_PREFIX}{next(_RID_COUNT) & 0xFFFFFFFF:08x}"
+
+
+def _new_rid_prefix() -> None:
+    global _RID_PREFIX
+    _RID_PREFIX = os.urandom(4).hex()
+
+
+os.register_at_fork(after_in_child=_new_rid_prefix)
 
 
 def _ok(body: dict) -> Response:
@@ -156,6 +171,8 @@ async def _info(_: Request) -> JSONResponse:
     info = _STATE.info()
     info["gc"] = {"thresholds": gc.get_threshold(), "frozen": gc.get_freeze_count()}
     info["pid"] = os.getpid()
+    if _EXPOSURE is not None:  # this worker's group commits: records per fsync / transaction
+        info["exposure"] = {"records": _EXPOSURE.records, "commits": _EXPOSURE.batches}
     return JSONResponse(info)
 
 
@@ -191,10 +208,14 @@ class Recommender:
     """Recommendations for repeat customers: personalised lists, cross-sell, up-sell."""
 
     def __init__(self) -> None:
-        global _STATE
+        global _STATE, _EXPOSURE
         import threadpoolctl
 
         threadpoolctl.threadpool_limits(1)  # one request = one core; workers scale out
+        # BentoML looks each api up on the instance per request, and its descriptor builds a
+        # new local caller (and signature) every time: build them once, here
+        for name, method in Recommender.apis.items():  # the Service object's apis
+            self.__dict__[name] = method.__get__(self, type(self))
         self.settings = Settings.from_env()
         self.state = ServingState(self.settings)
         _STATE = self.state
@@ -205,6 +226,7 @@ class Recommender:
             self.exposure = PgExposureLog(os.environ["PATRON_EXPOSURE_URL"])
         elif self.settings.exposure_log:
             self.exposure = ExposureLog(self.settings.exposure_log)
+        _EXPOSURE = self.exposure
         self.metrics = get_metrics()
         self.gc_info: dict = {}
         self._loader = threading.Thread(target=self._initial_load, name="patron-load", daemon=True)
@@ -283,14 +305,23 @@ class Recommender:
             else:
                 engine = self.state.engine(spec, variant)
                 res = compute(engine)
-                items, teams = _items(engine, res), None
+                items, teams = None, None
                 version, strategy, warnings = engine.version, res.strategy, res.warnings
         except KeyError as exc:
             return self._refuse(endpoint, 400, str(exc.args[0]) if exc.args else str(exc))
-        if any(w.startswith(("customer_id: unknown", "context_items: unknown", "item_ids: unknown"))
-               for w in warnings):
+        if warnings and any(
+            w.startswith(("customer_id: unknown", "context_items: unknown", "item_ids: unknown"))
+            for w in warnings
+        ):
             self.metrics.unknown_ids.labels(endpoint=endpoint, kind="id").inc()
+        fields = {  # the rest of RecommendResponse, in its field order
+            "strategy": strategy, "model_version": version, "variant": variant,
+            "experiment": exp, "request_id": rid, "warnings": list(warnings),
+        }
+        if items is None:
+            items = _items(engine, res)
         ids = [it["item_id"] for it in items]
+        body = to_json({"items": items, **fields})
         try:
             await self._expose(
                 [self._record(endpoint, rid, exp, variant, version, strategy, customer_id, ids, teams)]
@@ -298,10 +329,7 @@ class Recommender:
         except ExposureLogError as exc:
             return _error(503, f"exposure log unavailable: {exc}")
         self.metrics.served(endpoint, strategy, variant)
-        return _ok({  # RecommendResponse
-            "items": items, "strategy": strategy, "model_version": version, "variant": variant,
-            "experiment": exp, "request_id": rid, "warnings": list(warnings),
-        })
+        return Response(body, media_type="application/json")
 
     def _interleave(self, rid, a, b):
         (va, ea, ra), (vb, eb, rb) = a, b
@@ -330,7 +358,7 @@ class Recommender:
         customer_id: Id | None = None,
         n: N = 10,
         exclude_bought: bool = True,
-        context_items: Items = [],  # noqa: B006 (pydantic copies defaults)
+        context_items: Items = Field(default_factory=list),
         filters: Filters | None = None,
         experiment: str = "default",
         stage_aware: bool = True,
