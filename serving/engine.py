@@ -593,32 +593,54 @@ class Engine:
         *,
         exclude_bought: bool = True,
         filters: Filters | None = None,
+        stage_aware: bool = True,
     ) -> tuple[list[Result], list[str]]:
-        """Lists for many customers from one matrix product (unknown ones: popularity)."""
+        """For each customer the list :meth:`recommend` gives (no context items): win-back
+        and cached lists row by row, every other known customer from one matrix product,
+        unknown ones the popularity list."""
         warnings: list[str] = []
         rows = np.asarray([self.customer_row(c) for c in customer_ids], dtype=np.int64)
         known = rows >= 0
         if (~known).any():
             unknown = [c for c, k in zip(customer_ids, known, strict=True) if not k]
             warnings.append(f"customer_ids: unknown customers get popularity {unknown[:10]}")
-        S = np.empty((len(rows), self.n_items), dtype=np.float32)
-        if known.any():
-            kr = rows[known]
-            if self.kind == "factors":
-                S[known] = self.U[kr] @ self.Yt
-            else:
-                S[known] = scoring.score(self.art, kr)
-        S[~known] = self.popularity
-        exclude = None
-        if exclude_bought:
-            exclude = scoring.history_rows(self.art, np.where(known, rows, -1))
         allowed = self.mask(filters, warnings)
-        idx, vals = scoring.top_k(S, n, exclude=exclude, allowed=allowed)
-        results = []
-        for i in range(len(rows)):
-            keep = idx[i] >= 0
-            strategy = "personalised" if known[i] else "popularity"
-            results.append(Result(idx[i][keep], vals[i][keep], [None] * int(keep.sum()), strategy))
+        results: list[Result | None] = [None] * len(rows)
+        todo: list[int] = []
+        winback = stage_aware and bool(self._fav_indptr[-1])
+        for i, r in enumerate(rows.tolist()):
+            if r < 0:
+                continue
+            if winback:
+                won = self._winback(r, n, exclude_bought, allowed, [])
+                if won is not None:
+                    results[i] = won
+                    continue
+            hit = self._from_cache(r, n, exclude_bought, allowed) if self._topk else None
+            if hit is not None:
+                results[i] = Result(*hit, "personalised")
+            else:
+                todo.append(i)
+        if todo:  # one matrix product for the rest of the known customers
+            kr = rows[todo]
+            if self.kind == "factors":
+                S = self.U[kr] @ self.Yt
+            else:
+                S = scoring.score(self.art, kr)
+            S = np.asarray(S, dtype=np.float32)
+            exclude = scoring.history_rows(self.art, kr) if exclude_bought else None
+            idx, vals = scoring.top_k(S, n, exclude=exclude, allowed=allowed)
+            strategy = "popularity" if self.kind == "popularity" else "personalised"
+            for i, r, it, v in zip(todo, kr.tolist(), idx, vals, strict=True):
+                keep = it >= 0
+                items, scores = it[keep].astype(np.int64), v[keep]
+                reasons = (["popular"] * len(items) if strategy == "popularity"
+                           else self.reasons(r, _NO_ITEMS, items))
+                results[i] = Result(items, scores, reasons, strategy)
+        if (~known).any():
+            pop = self._ranked(-1, _NO_ITEMS, n, exclude_bought, allowed, [])
+            for i in np.flatnonzero(~known).tolist():
+                results[i] = Result(pop.items, pop.scores, list(pop.reasons), pop.strategy)
         return results, warnings
 
     def similar(self, item_id, n: int = 10, filters: Filters | None = None) -> Result:

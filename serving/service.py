@@ -385,8 +385,11 @@ class Recommender:
         exclude_bought: bool = True,
         filters: Filters | None = None,
         experiment: str = "default",
+        stage_aware: bool = True,
     ) -> BatchResponse:
-        """Lists for many customers at once (one matrix product per variant)."""
+        """Lists for many customers at once: each the list ``recommend`` gives that customer
+        (without context items); cached lists are read, the rest scored in one matrix
+        product per variant."""
         if not self.state.ready:
             return _error(503, "no model loaded yet")
         rid = _rid()
@@ -409,7 +412,7 @@ class Recommender:
             versions[variant] = engine.version
             ids = [customer_ids[p] for p in positions]
             results, warn = engine.recommend_batch(
-                ids, n, exclude_bought=exclude_bought, filters=filters
+                ids, n, exclude_bought=exclude_bought, filters=filters, stage_aware=stage_aware
             )
             warnings += warn
             for p, c, res in zip(positions, ids, results, strict=True):

@@ -180,6 +180,26 @@ def test_similar_and_batch(engine, built):
     assert results[3].strategy == "popularity" and warnings
 
 
+@pytest.mark.parametrize("cache", ["auto", "off"])
+def test_batch_lists_equal_single_lists(built, monkeypatch, cache):
+    """recommend_batch gives each customer recommend's list: items, scores, reasons and
+    strategy, cached or scored in the one matrix product, with filters, and for unknown
+    customers the popularity list."""
+    path, art, _ = built
+    monkeypatch.setenv("PATRON_TOPK_CACHE", cache)
+    engine = load_engine(str(path)).engine
+    cids = [c.item() for c in art.customers.ids[::3]] + ["nobody"]
+    cases = [dict(n=10), dict(n=10, exclude_bought=False), dict(n=150),
+             dict(n=5, filters=Filters(categories_in=["coffee"]))]
+    for kw in cases:
+        batch, _ = engine.recommend_batch(cids, **kw)
+        for c, b in zip(cids, batch, strict=True):
+            a = engine.recommend(c, **kw)
+            assert b.items.tolist() == a.items.tolist(), (c, kw)
+            np.testing.assert_allclose(b.scores, a.scores, rtol=1e-5)
+            assert (b.reasons, b.strategy) == (a.reasons, a.strategy), (c, kw)
+
+
 def test_numeric_ids_accept_strings(engine, built):
     _, art, _ = built
     cid = art.customers.ids[0].item()

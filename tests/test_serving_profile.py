@@ -134,6 +134,11 @@ def test_winback_leads_with_favourites(built):
     assert not set(ids[m:]) & bought  # exclude_bought still holds for the model's part
     plain = engine.recommend(cid, 10, stage_aware=False)
     assert plain.strategy == "personalised" and not set(engine.item_ids[plain.items]) & bought
+    # recommend_batch gives the same lists, stage-aware or not
+    (b,), _ = engine.recommend_batch([cid], 10)
+    assert (b.strategy, b.items.tolist(), b.reasons) == ("winback", res.items.tolist(), res.reasons)
+    (b,), _ = engine.recommend_batch([cid], 10, stage_aware=False)
+    assert (b.strategy, b.items.tolist()) == ("personalised", plain.items.tolist())
     # business filters apply to the favourites too
     from serving.schemas import Filters
 
