@@ -225,6 +225,9 @@ def test_exposure_log_matches_responses(svc, env):
     raw_ids = {json.loads(line).get("customer_id") for line in
                (env["dir"] / "exposures.jsonl").read_text().splitlines()}
     assert raw_ids == {None}  # the raw id is never written
+    # /info counts this worker's group commits: records written, each fsync'd batch once
+    ex = svc.client.get("/info").json()["exposure"]
+    assert ex["records"] >= len(bodies) and 1 <= ex["commits"] <= ex["records"]
 
 
 def test_customer_profile_from_tables_beside_the_model(svc, env):
