@@ -305,7 +305,7 @@ class Recommender:
             else:
                 engine = self.state.engine(spec, variant)
                 res = compute(engine)
-                items, teams = None, None
+                items, teams = _items(engine, res), None
                 version, strategy, warnings = engine.version, res.strategy, res.warnings
         except KeyError as exc:
             return self._refuse(endpoint, 400, str(exc.args[0]) if exc.args else str(exc))
@@ -314,14 +314,7 @@ class Recommender:
             for w in warnings
         ):
             self.metrics.unknown_ids.labels(endpoint=endpoint, kind="id").inc()
-        fields = {  # the rest of RecommendResponse, in its field order
-            "strategy": strategy, "model_version": version, "variant": variant,
-            "experiment": exp, "request_id": rid, "warnings": list(warnings),
-        }
-        if items is None:
-            items = _items(engine, res)
         ids = [it["item_id"] for it in items]
-        body = to_json({"items": items, **fields})
         try:
             await self._expose(
                 [self._record(endpoint, rid, exp, variant, version, strategy, customer_id, ids, teams)]
@@ -329,7 +322,10 @@ class Recommender:
         except ExposureLogError as exc:
             return _error(503, f"exposure log unavailable: {exc}")
         self.metrics.served(endpoint, strategy, variant)
-        return Response(body, media_type="application/json")
+        return _ok({  # RecommendResponse
+            "items": items, "strategy": strategy, "model_version": version, "variant": variant,
+            "experiment": exp, "request_id": rid, "warnings": list(warnings),
+        })
 
     def _interleave(self, rid, a, b):
         (va, ea, ra), (vb, eb, rb) = a, b
