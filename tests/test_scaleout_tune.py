@@ -150,7 +150,9 @@ def test_killed_worker_trial_fails_and_is_retried(tmp_path, tracking):
                     trials = []
                 mine = [t for t in trials if t.user_attrs.get("worker") == victim]
                 done = [t for t in mine if t.state.is_finished()]
-                running = [t for t in mine if t.state.name == "RUNNING"]
+                # inside a trial = its parameters are drawn (a trial killed between creation
+                # and sampling has none to retry with: its retry draws its own)
+                running = [t for t in mine if t.state.name == "RUNNING" and t.params]
                 if done and running:
                     # freeze the worker, then read the state it left: a trial seen RUNNING a
                     # moment ago may have finished since (a loaded machine reads slowly)
@@ -158,7 +160,7 @@ def test_killed_worker_trial_fails_and_is_retried(tmp_path, tracking):
                     time.sleep(0.2)
                     trials = optuna.load_study(study_name="k.als", storage=storage).trials
                     running = [t for t in trials if t.user_attrs.get("worker") == victim
-                               and t.state.name == "RUNNING"]
+                               and t.state.name == "RUNNING" and t.params]
                     if running:
                         a.kill9()  # mid-trial, no clean-up
                         killed = running[0].number
@@ -175,7 +177,9 @@ def test_killed_worker_trial_fails_and_is_retried(tmp_path, tracking):
     assert by_number[killed].state.name == "FAIL"
     retries = [t for t in trials if t.system_attrs.get("failed_trial") == killed]
     assert len(retries) == 1 and retries[0].state.name in ("COMPLETE", "PRUNED")
-    assert retries[0].params == by_number[killed].params
+    # the retry runs with the killed trial's parameters (all of those it had drawn)
+    assert by_number[killed].params
+    assert by_number[killed].params.items() <= retries[0].params.items()
     assert not [t for t in trials if not t.state.is_finished()]  # nothing left RUNNING
     # the failed trial and its retry each have their nested MLflow run
     _, runs = _runs_of(tracking, name)
