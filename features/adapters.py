@@ -125,6 +125,37 @@ def _load_completejourney() -> RawLog:
     return _complete_journey(tx, products, "completejourney")
 
 
+_COMPRESSION = {".gz": "gzip", ".bz2": "bz2", ".xz": "xz", ".zst": "zstd", ".zip": "zip"}
+_CANONICAL_INT = r"^-?(0|[1-9][0-9]{0,17})$"  # an integer whose text form round-trips
+
+
+def _compression(path: Path) -> str | None:
+    return _COMPRESSION.get(path.suffix.lower())
+
+
+def _open(path: Path):
+    """A binary stream of the file's (decompressed) bytes: the one way every CSV is read,
+    header and body alike."""
+    comp = _compression(path)
+    if comp is None:
+        return open(path, "rb")  # noqa: SIM115 (the caller closes it)
+    if comp == "xz":
+        import lzma
+
+        return lzma.open(path, "rb")
+    if comp == "zip":
+        import zipfile
+
+        zf = zipfile.ZipFile(path)
+        names = [n for n in zf.namelist() if not n.endswith("/")]
+        if len(names) != 1:
+            zf.close()
+            raise PatronError(f"{path}: a zip file must hold exactly one file (it holds "
+                              f"{len(names)}: {names[:5]})")
+        return zf.open(names[0])
+    return pa.input_stream(str(path), compression=comp)
+
+
 def _columns_of(path: Path, fmt: str) -> list[str]:
     """The file's column names, read from its header or schema only."""
     try:
@@ -132,16 +163,24 @@ def _columns_of(path: Path, fmt: str) -> list[str]:
             import pyarrow.parquet as pq
 
             return list(pq.read_schema(path).names)
-        sep = "\t" if fmt == "tsv" else ","
-        return [str(c) for c in pd.read_csv(path, nrows=0, sep=sep).columns]
-    except (OSError, ValueError, pa.ArrowException, pd.errors.ParserError,
-            pd.errors.EmptyDataError) as exc:
+        from pyarrow import csv
+
+        with _open(path) as f:
+            reader = csv.open_csv(f, parse_options=csv.ParseOptions(delimiter=_sep(fmt)),
+                                  convert_options=csv.ConvertOptions(
+                                      column_types={}, strings_can_be_null=True))
+            return [str(c) for c in reader.schema.names]
+    except (OSError, ValueError, pa.ArrowException, EOFError) as exc:
         raise _read_error(path, fmt, exc) from exc
+
+
+def _sep(fmt: str) -> str:
+    return "\t" if fmt == "tsv" else ","
 
 
 def _format_of(path: Path) -> str:
     name = path.name.lower()
-    for suffix in (".gz", ".bz2", ".zst", ".xz", ".zip"):
+    for suffix in _COMPRESSION:
         if name.endswith(suffix):
             name = name[: -len(suffix)]
     if name.endswith((".parquet", ".pq")) or path.is_dir():
@@ -150,14 +189,32 @@ def _format_of(path: Path) -> str:
         return "csv"
     if name.endswith((".tsv", ".tab")):
         return "tsv"
-    raise PatronError(f"{path}: unknown file type (expected .csv, .tsv or .parquet)")
+    raise PatronError(f"{path}: unknown file type (expected .csv, .tsv or .parquet, "
+                      "optionally .gz, .bz2, .xz, .zst or .zip)")
+
+
+def _id_columns_typed(table: pa.Table, text_columns: tuple[str, ...]) -> pa.Table:
+    """Id columns read as text become int64 only where every value is a canonical integer
+    (``123``, not ``007`` or ``+5``): nothing is lost, and ``"007"`` stays text."""
+    import pyarrow.compute as pc
+
+    for name in text_columns:
+        if name not in table.column_names:
+            continue
+        col = table.column(name)
+        valid = col.drop_null()
+        if len(valid) and pc.all(pc.match_substring_regex(valid, _CANONICAL_INT)).as_py():
+            i = table.column_names.index(name)
+            table = table.set_column(i, name, pc.cast(col, pa.int64()))
+    return table
 
 
 def _read_csv_arrow(
     path: Path, sep: str, columns: list[str] | None, text_columns: tuple[str, ...]
 ) -> pd.DataFrame:
-    """pyarrow's multi-threaded CSV reader; ``text_columns`` stay text (ids keep their form,
-    empty cells are missing)."""
+    """pyarrow's multi-threaded CSV reader over :func:`_open`'s stream; ``text_columns``
+    are read as text (ids keep their form, empty cells are missing) and typed as integers
+    only where that loses nothing."""
     from pyarrow import csv
 
     convert = csv.ConvertOptions(
@@ -165,9 +222,10 @@ def _read_csv_arrow(
         include_columns=columns,
         strings_can_be_null=True,
     )
-    table = csv.read_csv(path, parse_options=csv.ParseOptions(delimiter=sep),
-                         convert_options=convert)
-    return table.to_pandas()
+    with _open(path) as f:
+        table = csv.read_csv(f, parse_options=csv.ParseOptions(delimiter=sep),
+                             convert_options=convert)
+    return _id_columns_typed(table, text_columns).to_pandas()
 
 
 def read_table(
@@ -181,8 +239,8 @@ def read_table(
     try:
         if fmt == "parquet":
             return pd.read_parquet(path, columns=columns)
-        return _read_csv_arrow(path, "\t" if fmt == "tsv" else ",", columns, text_columns)
-    except (OSError, ValueError, pa.ArrowException, pd.errors.ParserError) as exc:
+        return _read_csv_arrow(path, _sep(fmt), columns, text_columns)
+    except (OSError, ValueError, pa.ArrowException, pd.errors.ParserError, EOFError) as exc:
         raise _read_error(path, fmt, exc) from exc
 
 

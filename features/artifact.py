@@ -2,7 +2,7 @@
 
 An artifact is a directory::
 
-    manifest.json   {"format": "patron-model", "format_version": 1, "kind", "model_name",
+    manifest.json   {"format": "patron-model", "format_version": 2, "kind", "model_name",
                      "params", "weighting", "metadata", "arrays": [...], "created_at"}
     ids.npz         customer_ids, item_ids (int64 or unicode; no pickle)
     arrays.npz      the model's arrays; a sparse matrix NAME is stored as
@@ -44,7 +44,11 @@ from features.errors import PatronError
 from features.idmap import IdMap
 
 FORMAT = "patron-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+"""Version 2: ids are kept exactly as the shop gave them (text ids stay text, so "007" and
+"7" are two customers); version 1 artifacts, whose numeric-looking text ids were made
+integers at ingest, load unchanged."""
 KINDS = ("factors", "item_item", "popularity", "repeat", "blend")
 TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 RESERVED_TABLES = ("items",)  # items.parquet is the item table
@@ -113,6 +117,9 @@ class ModelArtifact:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o777 & ~mask)  # mkdtemp's 0700 is not the user's choice
         try:
             np.savez(tmp / "ids.npz", customer_ids=self.customers.ids, item_ids=self.items.ids)
             np.savez(tmp / "arrays.npz", **_flatten(self.arrays))
@@ -152,10 +159,11 @@ def load_artifact(path: str | os.PathLike) -> ModelArtifact:
     if manifest.get("format") != FORMAT:
         raise ArtifactError(f"{mpath}: format {manifest.get('format')!r} is not {FORMAT!r}")
     version = manifest.get("format_version")
-    if version != FORMAT_VERSION:
+    if version not in READABLE_VERSIONS:
         raise ArtifactError(
             f"{mpath}: artifact format_version {version} is not supported "
-            f"(this Patron reads version {FORMAT_VERSION}); retrain or convert the model"
+            f"(this Patron reads versions {', '.join(map(str, READABLE_VERSIONS))}); "
+            "retrain or convert the model"
         )
     try:
         with np.load(path / "ids.npz", allow_pickle=False) as z:

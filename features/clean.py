@@ -27,7 +27,6 @@ can never drop a row (see :func:`_duplicates`).
 from __future__ import annotations
 
 import re
-import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +37,14 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from features import columns as C
 from features.errors import SchemaError, ValidationError
 from features.schema import EXTRA_COLUMNS, check_columns
+from features.timestamps import (
+    NAT,
+    TimestampError,
+    TimestampReading,
+    _plausible,
+    parse_numeric_timestamps,
+    parse_timestamps,
+)
 
 __all__ = [
     "CleanConfig",
@@ -52,6 +59,7 @@ __all__ = [
 
 INVALID_REASONS = (
     "bad_timestamp",
+    "implausible_timestamp",
     "missing_item_id",
     "missing_customer_id",
     "bad_quantity",
@@ -72,6 +80,7 @@ REASONS = INVALID_REASONS + RULE_REASONS
 _CODE = {r: i + 1 for i, r in enumerate(REASONS)}  # 0 = kept
 _COLUMN_OF = {
     "bad_timestamp": C.TIMESTAMP,
+    "implausible_timestamp": C.TIMESTAMP,
     "missing_item_id": C.ITEM_ID,
     "missing_customer_id": C.CUSTOMER_ID,
     "bad_quantity": C.QUANTITY,
@@ -88,6 +97,7 @@ _COLUMN_OF = {
 }
 _MESSAGE = {
     "bad_timestamp": "cannot parse timestamp",
+    "implausible_timestamp": "timestamp outside the plausible range (min_date .. now)",
     "missing_item_id": "missing item id",
     "missing_customer_id": "missing customer id",
     "bad_quantity": "quantity is not a number",
@@ -127,6 +137,18 @@ class CleanConfig(BaseModel):
     """Drop exact duplicate lines after the first (reason ``duplicate``)."""
     day_level: bool = False
     """Truncate timestamps to the day (Complete Journey's seconds are random)."""
+    date_format: str | None = None
+    """strftime format of text timestamps (e.g. ``%d/%m/%Y %H:%M``); default: detected."""
+    dayfirst: bool | None = None
+    """Numeric dates such as ``01/02/2024`` are day-first (True) or month-first (False);
+    default: decided from the values (a field > 12), an error when they cannot tell."""
+    min_date: str = "1990-01-01"
+    """Timestamps before this are implausible (reason ``implausible_timestamp``)."""
+    max_future_days: int = Field(1, ge=0)
+    """Timestamps more than this many days after now are implausible."""
+    max_bad_timestamp_share: float = Field(0.5, ge=0, le=1)
+    """More unreadable or implausible timestamps than this share of rows is an error (the
+    column is read wrong), not rows to reject."""
 
     @field_validator("non_product_pattern")
     @classmethod
@@ -234,36 +256,50 @@ def _parse_number(
     return d.take(u, np.nan), d.take(bad_u, not allow_missing)
 
 
-def _parse_timestamp(s: pd.Series, d: _Distinct | None) -> np.ndarray:
-    """datetime64[ns] (naive, UTC for aware input); NaT where missing or unparseable.
-    Numbers are read as unix seconds."""
+def _parse_timestamp(
+    s: pd.Series, d: _Distinct | None, cfg: CleanConfig, source: str
+) -> tuple[np.ndarray, np.ndarray, TimestampReading]:
+    """``(datetime64[ns], implausible mask, reading)``: naive (UTC for aware input); NaT
+    where missing, unreadable or implausible. Text is read by :mod:`features.timestamps`
+    (an explicit or detected format), numbers in the unit their range shows."""
     dt = s.dtype
-    if isinstance(dt, pd.DatetimeTZDtype):
-        return s.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy(dtype="datetime64[ns]")
-    if dt.kind == "M":
-        return s.to_numpy().astype("datetime64[ns]", copy=False)
+    col = f"{source}: column {C.TIMESTAMP!r}"
+    if isinstance(dt, pd.DatetimeTZDtype) or dt.kind == "M":
+        vals = (s.dt.tz_convert("UTC").dt.tz_localize(None) if isinstance(dt, pd.DatetimeTZDtype)
+                else s).to_numpy().astype("datetime64[ns]", copy=False)
+        out, implausible, reading = parse_timestamps(
+            np.empty(0, object), min_date=cfg.min_date, max_future_days=cfg.max_future_days)
+        bad = ~_plausible(vals, cfg.min_date, cfg.max_future_days)
+        reading.source, reading.families, reading.implausible = "typed", {}, int(bad.sum())
+        return np.where(bad, NAT, vals), bad, reading
     if d is None:
-        return pd.to_datetime(s, unit="s", errors="coerce").to_numpy(dtype="datetime64[ns]")
-    u = pd.Series(d.uniques, dtype=object)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        out = pd.to_datetime(u, errors="coerce", utc=True)
-        bad = out.isna().to_numpy() & ~d.blank()
-        if bad.any():  # a second chance for values in another format than the first one's
-            out[bad] = pd.to_datetime(u[bad], errors="coerce", utc=True, format="mixed")
-    vals = out.dt.tz_localize(None).to_numpy(dtype="datetime64[ns]")
-    return d.take(vals, np.datetime64("NaT", "ns"))
+        vals, unit = parse_numeric_timestamps(s.to_numpy(dtype=np.float64, na_value=np.nan), col)
+        bad = ~_plausible(vals, cfg.min_date, cfg.max_future_days)
+        reading = TimestampReading(source="detected", families={"number": int(len(s))},
+                                   unit=unit, implausible=int(bad.sum()))
+        return np.where(bad, NAT, vals), bad, reading
+    vals, implausible, reading = parse_timestamps(
+        d.uniques, date_format=cfg.date_format, dayfirst=cfg.dayfirst, min_date=cfg.min_date,
+        max_future_days=cfg.max_future_days, source=col)
+    return d.take(vals, NAT), d.take(implausible, False), reading
+
+
+def _id_text(u: Any) -> str:
+    """A non-string id inside a text column as text (whole numbers without ``.0``)."""
+    if isinstance(u, bool | np.bool_):
+        return str(u)
+    if isinstance(u, int | np.integer):
+        return str(int(u))
+    if isinstance(u, float | np.floating) and float(u).is_integer():
+        return str(int(u))
+    return str(u)
 
 
 def _ids_from_distinct(d: _Distinct, rows: np.ndarray) -> np.ndarray:
-    """Ids of ``rows`` (none missing) in their natural type, from the distinct values."""
-    used = np.unique(d.codes[rows]) if len(rows) else np.zeros(0, np.int64)
-    num = _numeric_unique(d.uniques[used])
-    if len(used) and np.isfinite(num).all() and np.all(num == np.round(num)) and np.abs(num).max() < 2**53:
-        per = np.zeros(len(d.uniques), dtype=np.int64)
-        per[used] = num.astype(np.int64)
-        return d.take(per, 0, rows)
-    per_s = np.array([u if isinstance(u, str) else str(u) for u in d.uniques], dtype=object)
+    """Ids of ``rows`` (none missing) exactly as given: a text column stays text, so
+    ``"007"`` stays ``"007"`` and never merges with ``"7"`` (readers type a column as
+    integers only where that loses nothing, see :func:`features.adapters.read_table`)."""
+    per_s = np.array([u if isinstance(u, str) else _id_text(u) for u in d.uniques], dtype=object)
     return d.take(per_s, None, rows)
 
 
@@ -277,7 +313,8 @@ def _whole(v: np.ndarray) -> np.ndarray | None:
 
 
 def normalize_ids(s: pd.Series) -> pd.Series:
-    """Ids in their natural type: int64 where every id is a whole number, else str."""
+    """Ids in the type the source gave: integer and whole-number float columns as int64
+    (floats that are not whole as their ``repr``), text exactly as given."""
     if s.dtype.kind in "iub":
         return s.astype(np.int64, copy=False)
     if s.dtype.kind == "f":
@@ -441,8 +478,12 @@ def clean_purchases(
         np.putmask(code, (code == 0) & mask, _CODE[reason])
 
     # --- parse + validate
-    ts = _parse_timestamp(raw[C.TIMESTAMP], text.get(C.TIMESTAMP))
+    ts, implausible, reading = _parse_timestamp(raw[C.TIMESTAMP], text.get(C.TIMESTAMP), cfg,
+                                                source)
+    ts_missing = _id_missing(raw[C.TIMESTAMP], text.get(C.TIMESTAMP))
+    mark("implausible_timestamp", implausible)
     mark("bad_timestamp", np.isnat(ts))
+    _check_timestamp_share(raw, code, ts_missing, cfg, source, reading)
     mark("missing_item_id", _id_missing(raw[C.ITEM_ID], text.get(C.ITEM_ID)))
     cust_missing = _id_missing(raw[C.CUSTOMER_ID], text.get(C.CUSTOMER_ID))
     if not cfg.drop_guests:
@@ -504,10 +545,10 @@ def clean_purchases(
     if cfg.drop_duplicates:
         keys: dict[str, np.ndarray] = {}
         for c in cols:
-            if c in text:
-                keys[c] = text[c].codes
-            elif c == C.TIMESTAMP:
+            if c == C.TIMESTAMP:  # the time read, not its spelling (ISO and 13/12 alike)
                 keys[c] = ts.view(np.int64)
+            elif c in text:
+                keys[c] = text[c].codes
             elif c == C.QUANTITY:
                 keys[c] = qty
             elif c == C.PRICE:
@@ -549,8 +590,27 @@ def clean_purchases(
     counts = np.bincount(code, minlength=len(REASONS) + 1)
     rejects = _rejects(raw, code, n_invalid)
     report = _report(raw, code, counts, cfg, source, purchases, first_of)
+    report["timestamps"] = reading.as_dict() | {"description": reading.describe()}
     report["warnings"] = notes
     return CleanResult(purchases=purchases, rejects=rejects, report=report)
+
+
+def _check_timestamp_share(raw: pd.DataFrame, code: np.ndarray, missing: np.ndarray,
+                           cfg: CleanConfig, source: str, reading: TimestampReading) -> None:
+    """A timestamp column mostly unreadable or implausible is read wrong: an error naming
+    examples, not rows to reject."""
+    n = len(code)
+    bad = np.isin(code, (_CODE["bad_timestamp"], _CODE["implausible_timestamp"])) & ~missing
+    if not n or not bad.any() or bad.sum() / n <= cfg.max_bad_timestamp_share:
+        return
+    idx = np.flatnonzero(bad)[:3]
+    ex = ", ".join(f"row {i + 1}: {_as_text(raw[C.TIMESTAMP].iloc[i])!r}" for i in idx)
+    raise TimestampError(
+        f"{source}: column {C.TIMESTAMP!r}: {bad.sum():,} of {n:,} timestamps "
+        f"({100 * bad.sum() / n:.0f}%) cannot be read or are implausible (before "
+        f"{cfg.min_date} or in the future), e.g. {ex}; read as {reading.describe()}; give "
+        "--date-format (e.g. %d/%m/%Y %H:%M) or --dayfirst/--monthfirst"
+    )
 
 
 def _rule_warnings(cfg: CleanConfig, cols: list[str], text: dict) -> list[str]:
@@ -587,7 +647,8 @@ def _non_products(item: pd.Series, d: _Distinct | None, cfg: CleanConfig) -> np.
 
 
 def _order_ids(s: pd.Series, d: _Distinct | None, rows: np.ndarray) -> np.ndarray:
-    """Order ids of ``rows``: int64 where all are whole numbers, else str (None if missing)."""
+    """Order ids of ``rows`` as given: int64 for an integer column, text stays text (None
+    if missing)."""
     if d is None and s.dtype.kind in "iub":
         return s.to_numpy()[rows].astype(np.int64, copy=False)
     if d is None:

@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 from features import columns as C
 from features.adapters import load_raw
 from features.clean import INVALID_REASONS, CleanConfig, CleanResult, clean_purchases, merge_config
-from features.errors import SchemaError
+from features.errors import SchemaError, ValidationError
 from features.schema import check_columns
 
 __all__ = [
@@ -46,12 +46,22 @@ _META_KEY = b"patron"
 _META = {"kind": "purchases", "format_version": 1}
 
 
+def _umask_mode() -> int:
+    """The mode a plain new file gets under this process's umask (0o666 & ~umask)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def _atomic_write(path: Path, write) -> None:
+    """Write through a temporary file and rename: readers never see half a file. The file
+    gets the mode the user's umask gives new files (mkstemp's own 0600 is not kept)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, _umask_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -111,11 +121,22 @@ def clean_source(
     config: CleanConfig | None = None,
     mapping: Mapping[str, str] | None = None,
     strict: bool = False,
+    allow_empty: bool = False,
 ) -> tuple[CleanResult, str]:
-    """Load and clean a source; returns the result and the rejects format (parquet|csv)."""
+    """Load and clean a source; returns the result and the rejects format (parquet|csv).
+
+    A source from which no row survives is an error (:class:`ValidationError` with the
+    counts per reason) unless ``allow_empty``: a pipeline must not train on nothing."""
     raw = load_raw(source, mapping)
     cfg = merge_config(raw.defaults, config)
     result = clean_purchases(raw.frame, cfg, strict=strict, source=raw.source)
+    if not allow_empty and result.report["rows_kept"] == 0:
+        dropped = {k: v for k, v in result.report["dropped"].items() if v}
+        why = ", ".join(f"{v:,} {k}" for k, v in dropped.items()) or "the file has no data rows"
+        raise ValidationError(
+            f"{raw.source}: no usable row ({result.report['rows_in']:,} rows in: {why}); "
+            "nothing written (--allow-empty writes an empty result)"
+        )
     return result, "csv" if raw.input_format == "csv" else "parquet"
 
 
@@ -157,11 +178,13 @@ def ingest(
     config: CleanConfig | None = None,
     mapping: Mapping[str, str] | None = None,
     strict: bool = False,
+    allow_empty: bool = False,
 ) -> CleanResult:
     """Clean ``source`` into ``out_dir``: ``purchases.parquet``, ``report.json`` and the
-    rejects file when rows were invalid (``strict`` raises instead and writes nothing)."""
+    rejects file when rows were invalid (``strict`` raises instead and writes nothing; so
+    does a source with no usable row unless ``allow_empty``)."""
     out = Path(out_dir)
-    result, fmt = clean_source(source, config, mapping, strict)
+    result, fmt = clean_source(source, config, mapping, strict, allow_empty)
     out.mkdir(parents=True, exist_ok=True)
     purchases_path = write_purchases(result.purchases, out / PURCHASES_FILE)
     rejects_path = _write_rejects(result.rejects, out, fmt)
@@ -204,6 +227,8 @@ def format_summary(report: dict[str, Any]) -> str:
     )
     if report.get("time_range"):
         lines.append(f"time        {report['time_range'][0]} .. {report['time_range'][1]}")
+    if (report.get("timestamps") or {}).get("description"):
+        lines.append(f"time read   {report['timestamps']['description']}")
     for note in report.get("warnings") or ():
         lines.append(f"warning     {note}")
     for key, path in (report.get("outputs") or {}).items():

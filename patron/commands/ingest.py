@@ -33,6 +33,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--strict", action="store_true",
         help="fail on the first invalid row instead of writing it to the rejects file",
     )
+    parser.add_argument(
+        "--allow-empty", action="store_true",
+        help="write an empty result when no row survives (default: that is an error, exit 2)",
+    )
     parser.add_argument("--config", metavar="JSON", help="CleanConfig as a JSON file")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     rules = parser.add_argument_group("cleaning rules (default: the source's defaults)")
@@ -58,6 +62,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     rules.add_argument("--exclude-departments", type=_list, metavar="DEPT,...",
                        help="drop lines of these departments ('' for none; Complete Journey "
                        "default: FUEL,MISCELLANEOUS)")
+    dates = parser.add_argument_group(
+        "timestamps (default: the format is detected from the values; a date such as "
+        "01/02/2024 that reads two ways is an error until one of these says which)")
+    dates.add_argument("--date-format", metavar="FORMAT",
+                       help="strftime format of the timestamps, e.g. %%d/%%m/%%Y %%H:%%M")
+    order = dates.add_mutually_exclusive_group()
+    order.add_argument("--dayfirst", dest="dayfirst", action="store_true", default=None,
+                       help="numeric dates are day/month/year (UK, EU)")
+    order.add_argument("--monthfirst", dest="dayfirst", action="store_false",
+                       help="numeric dates are month/day/year (US)")
+    dates.add_argument("--min-date", metavar="YYYY-MM-DD",
+                       help="earlier timestamps are implausible (default 1990-01-01)")
     day = rules.add_mutually_exclusive_group()
     day.add_argument("--day-level", dest="day_level", action="store_true", default=None,
                      help="truncate timestamps to the day")
@@ -69,7 +85,7 @@ _RULE_FIELDS = (
     "drop_cancellations", "drop_returns", "drop_zero_quantity", "drop_guests",
     "drop_non_products", "drop_nonpositive_price", "drop_duplicates", "cancel_prefixes",
     "non_product_codes", "non_product_pattern", "exclude_categories", "exclude_departments",
-    "day_level",
+    "day_level", "date_format", "dayfirst", "min_date",
 )
 
 
@@ -110,7 +126,8 @@ def run(args: argparse.Namespace) -> int:
     mapping = parse_mapping(args.map)
     config = _config(args)
     out = args.out or str(Path(_DEFAULT_OUT) / Path(str(args.source)).name.split(".")[0])
-    result = ingest(args.source, out, config=config, mapping=mapping, strict=args.strict)
+    result = ingest(args.source, out, config=config, mapping=mapping, strict=args.strict,
+                    allow_empty=args.allow_empty)
     if args.json:
         print(json.dumps(result.report, indent=2, default=str))
     else:
