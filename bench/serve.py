@@ -129,7 +129,7 @@ class Service:
         env = dict(os.environ, PATRON_MODEL_URI=model, PATRON_GC_MODE=gc_mode,
                    PATRON_WORKERS=str(workers), BENTOML_HOME=str(home / "bentoml"),
                    BENTOML_DO_NOT_TRACK="true", MLFLOW_DISABLE_TELEMETRY="true",
-                   OPENBLAS_NUM_THREADS="1", PATRON_RELOAD_SIGNAL=str(home / "reload.json"))
+                   OPENBLAS_NUM_THREADS="1", PATRON_RUN_DIR=str(home / "run"))
         env.pop("PATRON_EXPERIMENTS", None)
         if exposure is not None:
             env["PATRON_EXPOSURE_LOG"] = str(exposure)

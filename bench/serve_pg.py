@@ -71,7 +71,7 @@ def main() -> None:
             port = free_port()
             full = child_env(tmp) | {"PATRON_MODEL_URI": str(tmp / "model"),
                                      "PATRON_ACCESS_LOG": "0",
-                                     "PATRON_RELOAD_SIGNAL": str(tmp / f"reload-{name}.json")} | env
+                                     "PATRON_RUN_DIR": str(tmp / f"run-{name}")} | env
             proc = Proc([str(BIN / "bentoml"), "serve", "serving.service:Recommender", "--host",
                          "127.0.0.1", "--port", str(port), "--working-dir", str(ROOT)],
                         full, tmp / f"serve-{name}.log")

@@ -77,8 +77,8 @@ class Analysis:
         out = [f"experiment {self.experiment!r} ({self.kind})"]
         if self.torn:
             out.append(
-                f"WARNING: exposure log torn at line {self.torn['line']} "
-                f"({self.torn['bytes']} bytes ignored): read up to the tear"
+                f"WARNING: exposure log: {self.torn.get('bad_lines', 1)} unreadable line(s) "
+                f"skipped, the first at line {self.torn['line']} ({self.torn['bytes']} bytes)"
             )
         if not self.variants.empty:
             out.append(self.variants.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
@@ -169,8 +169,9 @@ def analyze(
         outcomes = outcomes.assign(converted_items=[[] for _ in range(len(outcomes))])
     exp = exposures.copy()
     if torn:
-        exclude(1, "exposure line", f"torn last line {torn['line']} of {torn['path']} "
-                f"({torn['bytes']} bytes, a crash mid-write): read up to the tear")
+        exclude(int(torn.get("bad_lines", 1)), "exposure line",
+                f"unreadable, the first at line {torn['line']} of {torn['path']} "
+                f"({torn['bytes']} bytes, a crash mid-write): skipped, the rest read")
     if exp.empty:
         raise PatronError("the exposure log has no complete records")
 

@@ -110,8 +110,8 @@ def write_report(analysis, out_dir: str | os.PathLike, title: str | None = None)
         body.append(f"<p class='alarm'>SAMPLE RATIO MISMATCH: p={analysis.srm['p_value']:.2g}. "
                     "The split does not follow the configured weights; do not trust the lift.</p>")
     if analysis.torn:
-        body.append(f"<p class='alarm'>Exposure log torn at line {analysis.torn['line']}: read up "
-                    "to the tear.</p>")
+        body.append(f"<p class='alarm'>Exposure log: {analysis.torn.get('bad_lines', 1)} unreadable "
+                    f"line(s) skipped, the first at line {analysis.torn['line']}.</p>")
     body.append(f"<p class='verdict'><b>{html.escape(analysis.verdict)}</b>: "
                 f"{html.escape(analysis.verdict_detail)}</p>")
     body.append("<h2>Variants</h2>" + _table(analysis.variants))

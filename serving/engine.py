@@ -29,6 +29,7 @@ from features import scoring
 from features.artifact import ModelArtifact
 from features.errors import PatronError
 from serving.filters import filter_mask
+from serving.guard import short
 from serving.profiles import ProfileTables
 from serving.schemas import Filters
 
@@ -43,6 +44,7 @@ REASON_SOURCES = 20  # history items considered when explaining a recommendation
 # of the orders that hold the basket item (a second coffee machine almost never is)
 COMPLEMENT_MIN_CONFIDENCE = 0.3
 TOPK_EXTRA = 200  # cached candidates per customer beyond their history length
+BATCH_BLOCK = 128  # customers scored per matrix product in recommend_batch (memory bound)
 NES_STAGES = ("N", "E0", "S1", "S2", "S3")  # features.customers.nes.NES_STAGES
 WINBACK_STAGES = ("S2", "S3")  # half-asleep, sleeping: their list leads with their favourites
 WINBACK_REASON = "you used to buy this"
@@ -61,6 +63,11 @@ class Result:
     reasons: list[str | None]
     strategy: str
     warnings: list[str] = field(default_factory=list)
+
+
+def _shown(ids: list) -> list[str]:
+    """At most ten ids, each cut to a short prefix, for a warning."""
+    return [short(v) for v in ids[:10]]
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -550,7 +557,7 @@ class Engine:
         row = self.customer_row(customer_id)
         context, unknown = self.item_rows(context_items)
         if unknown:
-            warnings.append(f"context_items: unknown item ids ignored {unknown[:10]}")
+            warnings.append(f"context_items: unknown item ids ignored {_shown(unknown)}")
         if customer_id is not None and row < 0:
             warnings.append("customer_id: unknown customer")
         allowed = self.mask(filters, warnings)
@@ -603,7 +610,7 @@ class Engine:
         known = rows >= 0
         if (~known).any():
             unknown = [c for c, k in zip(customer_ids, known, strict=True) if not k]
-            warnings.append(f"customer_ids: unknown customers get popularity {unknown[:10]}")
+            warnings.append(f"customer_ids: unknown customers get popularity {_shown(unknown)}")
         allowed = self.mask(filters, warnings)
         results: list[Result | None] = [None] * len(rows)
         todo: list[int] = []
@@ -621,8 +628,10 @@ class Engine:
                 results[i] = Result(*hit, "personalised")
             else:
                 todo.append(i)
-        if todo:  # one matrix product for the rest of the known customers
-            kr = rows[todo]
+        strategy = "popularity" if self.kind == "popularity" else "personalised"
+        for lo in range(0, len(todo), BATCH_BLOCK):  # matrix products of bounded size
+            block = todo[lo:lo + BATCH_BLOCK]
+            kr = rows[block]
             if self.kind == "factors":
                 S = self.U[kr] @ self.Yt
             else:
@@ -630,8 +639,8 @@ class Engine:
             S = np.asarray(S, dtype=np.float32)
             exclude = scoring.history_rows(self.art, kr) if exclude_bought else None
             idx, vals = scoring.top_k(S, n, exclude=exclude, allowed=allowed)
-            strategy = "popularity" if self.kind == "popularity" else "personalised"
-            for i, r, it, v in zip(todo, kr.tolist(), idx, vals, strict=True):
+            del S
+            for i, r, it, v in zip(block, kr.tolist(), idx, vals, strict=True):
                 keep = it >= 0
                 items, scores = it[keep].astype(np.int64), v[keep]
                 reasons = (["popular"] * len(items) if strategy == "popularity"
@@ -647,7 +656,7 @@ class Engine:
         warnings: list[str] = []
         rows, unknown = self.item_rows([item_id])
         if unknown:
-            raise KeyError(f"item_id: unknown item {item_id!r}")
+            raise KeyError(f"item_id: unknown item {short(item_id)!r}")
         i = int(rows[0])
         if self.Yn is not None:
             s = self.Yn[i] @ self.Yn.T
@@ -725,7 +734,7 @@ class Engine:
         warnings: list[str] = []
         basket, unknown = self.item_rows(item_ids)
         if unknown:
-            warnings.append(f"item_ids: unknown item ids ignored {unknown[:10]}")
+            warnings.append(f"item_ids: unknown item ids ignored {_shown(unknown)}")
         if not len(basket):
             raise KeyError("item_ids: no known item")
         cats = self.category_codes[basket]
@@ -776,7 +785,7 @@ class Engine:
         warnings: list[str] = []
         rows, unknown = self.item_rows([item_id])
         if unknown:
-            raise KeyError(f"item_id: unknown item {item_id!r}")
+            raise KeyError(f"item_id: unknown item {short(item_id)!r}")
         i = int(rows[0])
         cat, price, tier = self.category_codes[i], self.prices[i], self.tiers[i]
         if cat < 0 or not np.isfinite(price):
@@ -827,4 +836,4 @@ class Engine:
         res = self.recommend(self.art.customers.ids[row].item(), 10, exclude_bought=False)
         if len(res.items) == 0:
             raise EngineCheckError("recommend for a known customer returned nothing")
-        return {"customer": str(self.art.customers.ids[row]), "items": len(res.items)}
+        return {"customer_row": row, "items": len(res.items)}  # no raw id leaves the model

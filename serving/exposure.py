@@ -97,8 +97,9 @@ def load_secret(log_path: str | os.PathLike) -> bytes:
     return key.read_bytes().strip()
 
 
-def _repair_tail(fd: int, path: Path) -> None:
-    """Cut a torn last line (a crash mid-append) so new records start on a fresh line.
+def _repair_tail(fd: int, path: Path, chunk: int = 1 << 20) -> None:
+    """Cut a torn last line (a crash mid-append), of any length, so new records start on a
+    fresh line: read back from the end in ``chunk``-sized steps to the last newline.
 
     The cut bytes are kept in ``<log>.torn-<ns>`` for inspection.
     """
@@ -107,15 +108,25 @@ def _repair_tail(fd: int, path: Path) -> None:
         size = os.fstat(fd).st_size
         if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
             return
-        back = min(size, 1 << 20)
-        tail = os.pread(fd, back, size - back)
-        cut = tail.rfind(b"\n")
-        keep = size - back + cut + 1 if cut >= 0 else (0 if back == size else size)
-        torn = os.pread(fd, size - keep, keep)
-        Path(f"{path}.torn-{time.time_ns()}").write_bytes(torn)
+        keep, end = 0, size
+        while end > 0:
+            start = max(0, end - chunk)
+            cut = os.pread(fd, end - start, start).rfind(b"\n")
+            if cut >= 0:
+                keep = start + cut + 1
+                break
+            end = start
+        torn_path = Path(f"{path}.torn-{time.time_ns()}")
+        with open(torn_path, "wb") as out:  # copied in chunks: a torn tail may be large
+            pos = keep
+            while pos < size:
+                data = os.pread(fd, min(chunk, size - pos), pos)
+                out.write(data)
+                pos += len(data)
         os.ftruncate(fd, keep)
         os.fsync(fd)
-        log.warning("%s: cut a torn last line (%d bytes) left by a crash", path, len(torn))
+        log.warning("%s: cut a torn last line (%d bytes) left by a crash; kept in %s", path,
+                    size - keep, torn_path)
     finally:
         fcntl.flock(fd, fcntl.LOCK_UN)
 
@@ -275,12 +286,13 @@ class ExposureLog:
 
 
 def read_exposures(path: str | os.PathLike) -> tuple[pd.DataFrame, dict | None]:
-    """All complete records of an exposure log, and the torn last line if there is one.
+    """All complete records of an exposure log, and what could not be read.
 
-    ``torn`` is ``None`` or ``{"path", "line", "offset", "bytes", "text"}`` (1-based line
-    number, byte offset where the torn line starts, its length and its first 200 chars).
-    A bad line that is *not* the last one raises :class:`ExposureLogError` naming it.
-    A ``postgresql://`` URL reads the exposure table (:mod:`serving.exposure_pg`) instead.
+    ``torn`` is ``None`` when every line was a record, else ``{"path", "line", "offset",
+    "bytes", "text", "bad_lines"}``: the first unreadable line (1-based line number, byte
+    offset, length, first 200 chars) and how many lines were skipped. A torn line in the
+    middle (a crash before a repair, bytes from a failing disk) is skipped and counted, the
+    rest read. A ``postgresql://`` URL reads the exposure table (:mod:`serving.exposure_pg`).
     """
     if str(path).startswith(("postgresql://", "postgres://", "postgresql+")):
         from serving.exposure_pg import read_exposures_pg  # the replicas' shared table
@@ -294,23 +306,32 @@ def read_exposures(path: str | os.PathLike) -> tuple[pd.DataFrame, dict | None]:
     lines = raw.split(b"\n")
     tail = lines.pop()  # b"" when the file ends with a newline
     torn = None
+    bad = 0
     records = []
     offset = 0
+
+    def note(i: int, line: bytes, at: int) -> None:
+        nonlocal torn, bad
+        bad += 1
+        if torn is None:
+            torn = {"path": str(p), "line": i, "offset": at, "bytes": len(line),
+                    "text": line[:200].decode("utf-8", "replace")}
+
     for i, line in enumerate(lines, start=1):
         if line.strip():
             try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise ExposureLogError(f"{p}: line {i} is not valid JSON ({exc.msg})") from exc
+                rec = json.loads(line)
+                if not isinstance(rec, dict):
+                    raise ValueError("not an object")
+                records.append(rec)
+            except ValueError:
+                note(i, line, offset)
         offset += len(line) + 1
     if tail:
-        torn = {
-            "path": str(p),
-            "line": len(lines) + 1,
-            "offset": offset,
-            "bytes": len(tail),
-            "text": tail[:200].decode("utf-8", "replace"),
-        }
+        note(len(lines) + 1, tail, offset)
+    if torn is not None:
+        torn["bad_lines"] = bad
+        log.warning("%s: %d unreadable line(s) skipped, the first at line %d", p, bad, torn["line"])
     df = pd.DataFrame.from_records(records)
     for c in COLUMNS:
         if c not in df.columns:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from serving.guard import short
 from serving.schemas import Filters
 
 __all__ = ["filter_mask"]
@@ -45,7 +46,7 @@ def filter_mask(
         codes = [category_index[c] for c in names if c in category_index]
         unknown = [c for c in names if c not in category_index]
         if unknown:
-            warnings.append(f"filters.{field}: unknown categories {unknown[:10]}")
+            warnings.append(f"filters.{field}: unknown categories {[short(u) for u in unknown[:10]]}")
         hit = np.isin(category_codes, np.asarray(codes, dtype=category_codes.dtype))
         _and(hit if keep else ~hit)
     if filters.price_min is not None or filters.price_max is not None:
@@ -62,7 +63,7 @@ def filter_mask(
     if filters.allow_items is not None:
         idx, unknown = lookup_items(filters.allow_items)
         if unknown:
-            warnings.append(f"filters.allow_items: unknown item ids ignored {unknown[:10]}")
+            warnings.append(f"filters.allow_items: unknown item ids ignored {[short(u) for u in unknown[:10]]}")
         m = np.zeros(n, dtype=bool)
         m[idx] = True
         _and(m)

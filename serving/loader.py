@@ -19,7 +19,8 @@ from features.artifact import ArtifactError, load_artifact
 from features.errors import PatronError
 from serving.engine import Engine
 
-__all__ = ["DEFAULT_URI", "LoadedModel", "ModelLoadError", "resolve_local", "load_engine"]
+__all__ = ["DEFAULT_URI", "LoadedModel", "ModelLoadError", "resolve_local", "load_engine",
+           "check_reload_uri"]
 
 DEFAULT_URI = "models:/patron@champion"
 MLFLOW_SUBDIR = Path("artifacts") / "patron_model"
@@ -36,18 +37,58 @@ class LoadedModel:
 
 
 def resolve_local(path: str | os.PathLike) -> Path:
-    """The artifact directory inside ``path`` (the path itself, or its MLflow layout)."""
-    p = Path(path)
-    if p.as_posix().startswith("file:"):
-        p = Path(p.as_posix()[5:])
-    for cand in (p, p / MLFLOW_SUBDIR, p / "patron_model"):
+    """The artifact directory ``path`` names: the path itself, or an MLflow model directory
+    holding it at ``artifacts/patron_model/``. Never a search: a folder that merely contains
+    an artifact somewhere below is refused."""
+    text = str(path).strip()
+    if not text:
+        raise ModelLoadError("model path is empty: give models:/NAME@alias or an artifact directory")
+    p = Path(text[5:] if text.startswith("file:") else text)
+    cands = [p, p / MLFLOW_SUBDIR]
+    named = _mlmodel_artifact(p)
+    if named is not None:
+        cands.insert(0, named)
+    for cand in cands:
         if (cand / "manifest.json").is_file():
             return cand
-    if p.is_dir():
-        found = sorted(p.rglob("manifest.json"))
-        if found:
-            return found[0].parent
-    raise ModelLoadError(f"{path}: no Patron model artifact (manifest.json) found there")
+    raise ModelLoadError(f"{path}: not a Patron model artifact (no manifest.json in it, and no "
+                         "MLflow model whose patron_model artifact holds one)")
+
+
+def _mlmodel_artifact(model_dir: Path) -> Path | None:
+    """The ``patron_model`` artifact an MLflow model directory declares in its ``MLmodel``."""
+    mlmodel = model_dir / "MLmodel"
+    if not mlmodel.is_file():
+        return None
+    try:
+        import yaml
+
+        meta = yaml.safe_load(mlmodel.read_text()) or {}
+        rel = meta["flavors"]["python_function"]["artifacts"]["patron_model"]["path"]
+    except Exception:  # not our pyfunc layout: no declared artifact
+        return None
+    cand = (model_dir / rel).resolve()
+    return cand if cand.is_relative_to(model_dir.resolve()) else None
+
+
+def check_reload_uri(uri: str) -> str:
+    """A ``model_uri`` an admin may switch to: ``models:/...`` or an absolute path to an
+    artifact directory (its manifest at the top); anything else is refused (no search)."""
+    uri = (uri or "").strip()
+    if uri.startswith("models:/"):
+        if len(uri) <= len("models:/") or uri.endswith(("/", "@")):
+            raise ModelLoadError(f"model_uri {uri!r}: give models:/NAME@alias or models:/NAME/VERSION")
+        return uri
+    if not uri:
+        raise ModelLoadError("model_uri: empty; give models:/NAME@alias or an absolute artifact path")
+    p = Path(uri[5:] if uri.startswith("file:") else uri)
+    if not p.is_absolute():
+        raise ModelLoadError("model_uri: a path must be absolute (the server's working folder is "
+                             "not the caller's)")
+    if not (p / "manifest.json").is_file():
+        raise ModelLoadError("model_uri: no manifest.json at the top of that folder: give the "
+                             "artifact directory itself")
+    return str(p)
 
 
 def _registry(uri: str, cache_dir: str | None) -> tuple[Path, dict]:

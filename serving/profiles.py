@@ -10,7 +10,7 @@ segment (EN + ZH), named segment, NES stage and cycle, items due for replenishme
 
 Fallback for artifacts without tables: a ``customers.parquet`` placed beside the artifact
 (not listed in its manifest), one row per ``customer_id`` with any columns; the endpoint
-returns that row as it is. With neither, the endpoint answers 501.
+returns that row as it is. With neither, the endpoint answers 404 saying so.
 """
 
 from __future__ import annotations

@@ -6,20 +6,28 @@ model's id maps, so ``"123"`` and ``123`` name the same numeric customer.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from typing import Annotated
 
-Id = str | int
-MAX_N = 1000
-MAX_IDS = 10_000
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from serving.settings import LIMITS
+
+Id = Annotated[str, StringConstraints(min_length=1, max_length=LIMITS.id_chars)] | Annotated[
+    int, Field(ge=-(2**63), le=2**63 - 1)]
+Name = Annotated[str, StringConstraints(max_length=LIMITS.text_chars)]
+MAX_N = LIMITS.n
+MAX_IDS = LIMITS.filter_ids
 
 
 class Filters(BaseModel):
     """Business filters applied after scoring (all optional, all combined with AND)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
-    categories_in: list[str] | None = Field(None, description="keep only these categories")
-    categories_out: list[str] | None = Field(None, description="drop these categories")
+    categories_in: list[Name] | None = Field(None, max_length=LIMITS.categories,
+                                             description="keep only these categories")
+    categories_out: list[Name] | None = Field(None, max_length=LIMITS.categories,
+                                              description="drop these categories")
     price_min: float | None = Field(None, ge=0, description="lowest unit price kept")
     price_max: float | None = Field(None, ge=0, description="highest unit price kept")
     allow_items: list[Id] | None = Field(
@@ -90,9 +98,19 @@ class Pong(BaseModel):
 class ReloadResponse(BaseModel):
     reloaded: list[dict]
     failed: list[dict]
+    workers: dict = Field(default_factory=dict,
+                          description="workers that serve the new models, and those that do not yet")
+
+
+class ErrorResponse(BaseModel):
+    """Every 4xx/5xx answer: a one-line message that names the field, the field, details."""
+
+    error: str = Field(description='e.g. "n: Input should be less than or equal to 1000"')
+    field: str | None = Field(None, description="the request field at fault, dotted")
+    detail: list[dict] | None = Field(None, description="every validation error: loc, msg, type")
 
 
 __all__ = [
     "Filters", "Item", "RecommendResponse", "BatchEntry", "BatchResponse", "ProfileResponse",
-    "ReloadResponse", "Pong", "MAX_N", "MAX_IDS", "Id",
+    "ReloadResponse", "ErrorResponse", "Pong", "MAX_N", "MAX_IDS", "Id", "Name",
 ]

@@ -9,7 +9,10 @@ log), ``PATRON_EXPOSURE_URL`` (``postgresql://...``: the exposure table shared b
 ``PATRON_WORKERS``, ``PATRON_GC_MODE`` (``freeze``: default, or ``default``) and
 ``PATRON_GC_THRESHOLDS`` (e.g. ``50000,50,100``), ``PATRON_ACCESS_LOG=1`` (BentoML's
 per-request access log: off by default, it costs about a third of a trivial request's CPU),
-``PATRON_HTTP_METRICS=0`` (BentoML's request histograms).
+``PATRON_HTTP_METRICS=0`` (BentoML's request histograms), ``PATRON_RUN_DIR`` (the private
+folder where workers signal reloads) and the limits ``PATRON_MAX_*`` of
+:class:`serving.settings.Limits`. Every request passes :class:`serving.guard.RequestGuard`
+first (content type, size, strict JSON, the input model, the admin token).
 
 Endpoints (POST, JSON body = keyword arguments): ``/recommend``, ``/recommend_batch``,
 ``/similar_items``, ``/cross_sell``, ``/up_sell``, ``/customer_profile``, ``/admin/reload``;
@@ -20,8 +23,6 @@ OpenAPI docs at ``/``.
 from __future__ import annotations
 
 import gc
-import hmac
-import inspect
 import itertools
 import logging
 import os
@@ -39,29 +40,36 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from serving import compat
 from serving.engine import Engine, Result
 from serving.exposure import ExposureLog, ExposureLogError
+from serving.guard import RequestGuard, admin_denied
 from serving.interleave import team_draft
+from serving.loader import ModelLoadError, check_reload_uri
 from serving.metrics import get_metrics
 from serving.profiles import MAX_DUE_ITEMS, profile_for
 from serving.schemas import (
-    MAX_IDS,
     MAX_N,
     BatchResponse,
     Filters,
     Id,
+    Name,
     Pong,
     ProfileResponse,
     RecommendResponse,
     ReloadResponse,
 )
-from serving.state import ServingState, Settings
+from serving.settings import ServingSettings
+from serving.state import ServingState
 from serving.variants import assign
 
 log = logging.getLogger("patron.serving")
 WIDGET_DIR = Path(__file__).parent / "widget"
+SETTINGS = ServingSettings.from_env()  # read once per worker process
+LIMITS = SETTINGS.limits
+compat.apply(LIMITS.header_seconds)
 N = Annotated[int, Field(ge=1, le=MAX_N, description=f"list length, 1..{MAX_N}")]
-Items = Annotated[list[Id], Field(max_length=MAX_IDS)]
+ContextItems = Annotated[list[Id], Field(max_length=LIMITS.context_items)]
 
 _STATE: ServingState | None = None  # this worker's state, for the plain starlette routes
 _EXPOSURE: ExposureLog | None = None  # this worker's exposure log, for /info
@@ -165,12 +173,15 @@ def _items(engine: Engine, res: Result, variants: list[str] | None = None) -> li
 
 
 # ---- plain routes: /info, /widget ----------------------------------------------------
-async def _info(_: Request) -> JSONResponse:
+async def _info(request: Request) -> JSONResponse:
     if _STATE is None:
         return _error(503, "service is starting")
-    info = _STATE.info()
+    admin = admin_denied(request.headers, SETTINGS.admin_token) is None
+    info = _STATE.info(admin=admin)
+    info["limits"] = LIMITS.model_dump()
     info["gc"] = {"thresholds": gc.get_threshold(), "frozen": gc.get_freeze_count()}
-    info["pid"] = os.getpid()
+    if admin:
+        info["pid"] = os.getpid()
     if _EXPOSURE is not None:  # this worker's group commits: records per fsync / transaction
         info["exposure"] = {"records": _EXPOSURE.records, "commits": _EXPOSURE.batches}
     return JSONResponse(info)
@@ -195,8 +206,8 @@ extra_app = Starlette(
 
 @bentoml.service(
     name="patron",
-    workers=int(os.environ.get("PATRON_WORKERS", "1")),
-    traffic={"timeout": 30},
+    workers=SETTINGS.workers,
+    traffic={"timeout": LIMITS.request_seconds},
     http={"host": os.environ.get("PATRON_HOST", "127.0.0.1")},  # plain `bentoml serve` too
     logging={"access": {"enabled": os.environ.get("PATRON_ACCESS_LOG", "0") != "0"}},
     metrics={"enabled": os.environ.get("PATRON_HTTP_METRICS", "1") != "0"},
@@ -212,18 +223,15 @@ class Recommender:
         import threadpoolctl
 
         threadpoolctl.threadpool_limits(1)  # one request = one core; workers scale out
-        # BentoML looks each api up on the instance per request, and its descriptor builds a
-        # new local caller (and signature) every time: build them once, here
-        for name, method in Recommender.apis.items():  # the Service object's apis
-            self.__dict__[name] = method.__get__(self, type(self))
-        self.settings = Settings.from_env()
+        compat.fast_api_callers(self, Recommender)  # the Service object
+        self.settings = SETTINGS
         self.state = ServingState(self.settings)
         _STATE = self.state
         self.exposure: ExposureLog | None = None
-        if os.environ.get("PATRON_EXPOSURE_URL"):  # replicas share one PostgreSQL table
+        if self.settings.exposure_url:  # replicas share one PostgreSQL table
             from serving.exposure_pg import PgExposureLog
 
-            self.exposure = PgExposureLog(os.environ["PATRON_EXPOSURE_URL"])
+            self.exposure = PgExposureLog(self.settings.exposure_url)
         elif self.settings.exposure_log:
             self.exposure = ExposureLog(self.settings.exposure_log)
         _EXPOSURE = self.exposure
@@ -354,9 +362,9 @@ class Recommender:
         customer_id: Id | None = None,
         n: N = 10,
         exclude_bought: bool = True,
-        context_items: Items = Field(default_factory=list),
+        context_items: ContextItems = Field(default_factory=list),
         filters: Filters | None = None,
-        experiment: str = "default",
+        experiment: Name = "default",
         stage_aware: bool = True,
     ) -> RecommendResponse:
         """Top-n items for a customer; context items (cart, viewed) refine the list or, for
@@ -376,16 +384,17 @@ class Recommender:
     @bentoml.api
     async def recommend_batch(
         self,
-        customer_ids: Annotated[list[Id], Field(min_length=1, max_length=MAX_IDS)],
+        customer_ids: Annotated[list[Id], Field(min_length=1, max_length=LIMITS.batch_customers)],
         n: N = 10,
         exclude_bought: bool = True,
         filters: Filters | None = None,
-        experiment: str = "default",
+        experiment: Name = "default",
         stage_aware: bool = True,
     ) -> BatchResponse:
         """Lists for many customers at once: each the list ``recommend`` gives that customer
-        (without context items); cached lists are read, the rest scored in one matrix
-        product per variant."""
+        (without context items); cached lists are read, the rest scored in blocks of matrix
+        products per variant. At most ``PATRON_MAX_BATCH_CUSTOMERS`` ids and
+        ``PATRON_MAX_BATCH_ITEMS`` customers x n per call (413 above it)."""
         if not self.state.ready:
             return _error(503, "no model loaded yet")
         rid = _rid()
@@ -440,7 +449,7 @@ class Recommender:
         item_id: Id,
         n: N = 10,
         filters: Filters | None = None,
-        experiment: str = "default",
+        experiment: Name = "default",
         customer_id: Id | None = None,
     ) -> RecommendResponse:
         """Items most similar to ``item_id`` (in the model's item space)."""
@@ -452,12 +461,12 @@ class Recommender:
     @bentoml.api
     async def cross_sell(
         self,
-        item_ids: Annotated[list[Id], Field(min_length=1, max_length=MAX_IDS)],
+        item_ids: Annotated[list[Id], Field(min_length=1, max_length=LIMITS.item_ids)],
         n: N = 10,
         customer_id: Id | None = None,
         include_substitutes: bool = False,
         filters: Filters | None = None,
-        experiment: str = "default",
+        experiment: Name = "default",
     ) -> RecommendResponse:
         """Complements of an item or basket (bought in the same orders far more often than
         chance); same-category substitutes left out unless asked; personalised with a
@@ -477,7 +486,7 @@ class Recommender:
         n: N = 10,
         customer_id: Id | None = None,
         filters: Filters | None = None,
-        experiment: str = "default",
+        experiment: Name = "default",
     ) -> RecommendResponse:
         """Same category, higher price tier, similar to the item; never a cheaper one."""
         return await self._serve_list(
@@ -494,7 +503,7 @@ class Recommender:
         """RFM values, scores and segment (EN + ZH), NES stage and cycle, and up to
         ``max_items`` items due for replenishment, from the customer tables that training
         stores in the model (as of ``as_of``, the end of the training period); 404 for a
-        customer they do not know, 501 for a model without them."""
+        customer they do not know or a model without them (the message says which)."""
         if not self.state.ready:
             return _error(503, "no model loaded yet")
         _, spec = self.state.resolve(None)
@@ -504,7 +513,7 @@ class Recommender:
         except KeyError as exc:
             return self._refuse("customer_profile", 404, str(exc.args[0]))
         except LookupError as exc:
-            return _error(501, str(exc))
+            return self._refuse("customer_profile", 404, str(exc))
         return ProfileResponse(customer_id=customer_id, profile=profile,
                                model_version=engine.version)
 
@@ -517,28 +526,28 @@ class Recommender:
     async def admin_reload(
         self,
         ctx: bentoml.Context,
-        model_uri: str | None = None,
-        experiment: str | None = None,
-        variant: str | None = None,
+        model_uri: Annotated[str, Field(max_length=4096)] | None = None,
+        experiment: Name | None = None,
+        variant: Name | None = None,
     ) -> ReloadResponse:
-        """Reload the models (re-resolving registry aliases); with ``model_uri``, serve that
-        model for ``experiment``/``variant`` (default: the default experiment, all of its
-        variants). Needs ``Authorization: Bearer $PATRON_ADMIN_TOKEN``. A model that fails
-        to load or check leaves the old one serving."""
+        """Reload the models (re-resolving registry aliases); with ``model_uri`` (a
+        ``models:/`` URI or an absolute artifact path), serve that model for
+        ``experiment``/``variant`` (default: the default experiment, all of its variants).
+        Needs ``Authorization: Bearer $PATRON_ADMIN_TOKEN``. A model that fails to load or
+        check leaves the old one serving (409, and ``/info``'s ``error`` says why). The answer
+        comes when every worker serves the new models (``workers``)."""
         import anyio.to_thread
 
-        token = self.settings.admin_token
-        if not token:
-            return _ctx_error(ctx, 403, "admin endpoints are disabled (PATRON_ADMIN_TOKEN is not set)")
-        given = ctx.request.headers.get("authorization", "")
-        given = given[7:] if given.lower().startswith("bearer ") else ctx.request.headers.get(
-            "x-patron-admin-token", ""
-        )
-        if not hmac.compare_digest(given.encode(), token.encode()):
-            return _ctx_error(ctx, 401, "admin token missing or wrong")
+        denied = admin_denied(ctx.request.headers, self.settings.admin_token)
+        if denied:
+            return _ctx_error(ctx, *denied)
         if model_uri is not None:
             if self.state.config is None:
                 return _ctx_error(ctx, 503, "no model loaded yet")
+            try:
+                model_uri = check_reload_uri(model_uri)
+            except ModelLoadError as exc:
+                return _ctx_error(ctx, 400, str(exc), "model_uri")
             try:
                 exp, spec = self.state.resolve(experiment)
             except KeyError as exc:
@@ -560,16 +569,11 @@ class Recommender:
                 {"reloaded": ok, "failed": failed, "error": "reload failed; old model serving"},
                 status_code=ctx.response.status_code,
             )
-        self.state.publish_reload()
+        workers = await anyio.to_thread.run_sync(self.state.publish_reload)
         self.metrics.reloads.labels(outcome="ok").inc()
-        return ReloadResponse(reloaded=ok, failed=failed)
+        return ReloadResponse(reloaded=ok, failed=failed, workers=workers)
 
 
-# unknown request fields are refused (a typo such as "customerid" must not silently fall
-# back to popularity): BentoML builds each api's input model from its signature
-for _method in Recommender.apis.values():
-    _method.input_spec.model_config["extra"] = "forbid"
-    _method.input_spec.model_rebuild(force=True)
-    # BentoML's local caller runs inspect.signature(func) on every request: give it the
-    # signature once (inspect returns a function's __signature__ as is)
-    _method.func.__signature__ = inspect.signature(_method.func)
+compat.strict_inputs(Recommender)
+compat.known_routes(Recommender)
+Recommender.add_asgi_middleware(RequestGuard, service=Recommender, settings=lambda: SETTINGS)

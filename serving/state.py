@@ -3,27 +3,27 @@
 Engines are swapped atomically: a reload builds and checks every new engine beside the
 old ones, then replaces the whole mapping with one assignment, so a request (which reads
 the mapping once) sees either the old or the new models, never a mix or a half-loaded one.
-A URI that fails to load or check keeps its old engine.
+A URI that fails to load or check keeps its old engine, and ``error`` says why until the
+next good load.
 
-Several workers: the worker that gets ``/admin/reload`` reloads and then bumps a small
-signal file (``PATRON_RELOAD_SIGNAL``, default ``$TMPDIR/patron-reload-<server pid>.json``);
-every worker watches it and reloads the same models within about a second.
+Several workers: the worker that gets ``/admin/reload`` reloads, then signals the others
+through :class:`serving.reload_signal.ReloadChannel` (a private folder, signals signed with
+the admin token) and waits until they serve the new models too.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from features.errors import PatronError
 from serving.engine import Engine
-from serving.loader import DEFAULT_URI, load_engine
+from serving.loader import load_engine
+from serving.reload_signal import ReloadChannel
+from serving.settings import ServingSettings
 from serving.variants import (
     ExperimentsConfig,
     ExperimentSpec,
@@ -34,33 +34,7 @@ from serving.variants import (
 __all__ = ["ServingState", "Settings"]
 
 log = logging.getLogger("patron.serving")
-
-
-@dataclass
-class Settings:
-    """Service settings read from the environment."""
-
-    model_uri: str = DEFAULT_URI
-    experiments_path: str | None = None
-    exposure_log: str | None = None
-    admin_token: str | None = None
-    reload_signal: str = ""
-    cache_dir: str | None = None
-
-    @classmethod
-    def from_env(cls) -> Settings:
-        env = os.environ
-        signal = env.get("PATRON_RELOAD_SIGNAL") or str(
-            Path(tempfile.gettempdir()) / f"patron-reload-{os.getppid()}.json"
-        )
-        return cls(
-            model_uri=env.get("PATRON_MODEL_URI") or DEFAULT_URI,
-            experiments_path=env.get("PATRON_EXPERIMENTS") or None,
-            exposure_log=env.get("PATRON_EXPOSURE_LOG") or None,
-            admin_token=env.get("PATRON_ADMIN_TOKEN") or None,
-            reload_signal=signal,
-            cache_dir=env.get("PATRON_MODEL_CACHE") or None,
-        )
+Settings = ServingSettings  # the name the tests and older code use
 
 
 @dataclass
@@ -72,8 +46,14 @@ class ServingState:
     overrides: dict[str, str] = field(default_factory=dict)  # "exp/variant" -> uri
     error: str | None = None
     loaded_at: float | None = None
+    last_reload: dict | None = None
+    channel: ReloadChannel | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    _signal_mtime: int = 0
+
+    def __post_init__(self) -> None:
+        if self.channel is None:
+            self.channel = ReloadChannel(self.settings.run_dir, os.getppid(),
+                                         self.settings.admin_token, self.settings.workers)
 
     @property
     def ready(self) -> bool:
@@ -123,18 +103,22 @@ class ServingState:
                 new_infos[uri] = info
                 ok.append({"uri": uri, "version": loaded.engine.version})
                 log.info("model %s loaded: version %s", uri, loaded.engine.version)
+            self.last_reload = {"at": time.time(), "ok": len(ok), "failed": len(failed)}
+            if failed:
+                self.error = "; ".join(f"{f['uri']}: {f['error']}" for f in failed)
             missing = [u for u in uris if u not in new_engines]
             if missing:
                 # the config names a model that never loaded: keep serving the old config
-                if self.config is None:
-                    self.error = "; ".join(f["error"] for f in failed) or "no model loaded"
+                if self.config is None and not failed:
+                    self.error = "no model loaded"
                 return ok, failed
             # one assignment each: requests read self.config then self.engines[uri];
             # engines are only ever added or replaced, so an old config still resolves
             self.engines = new_engines
             self.infos = new_infos
             self.config = cfg
-            self.error = None if not failed else self.error
+            if not failed:
+                self.error = None
             self.loaded_at = time.time()
             return ok, failed
 
@@ -145,50 +129,56 @@ class ServingState:
         return self.engines[spec.variants[variant].model]
 
     # ---- reload signalling between workers ------------------------------------------
-    def publish_reload(self) -> None:
-        path = Path(self.settings.reload_signal)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}")
-        tmp.write_text(json.dumps({"ts": time.time(), "overrides": self.overrides}))
-        os.replace(tmp, path)
-        self._signal_mtime = path.stat().st_mtime_ns
+    def publish_reload(self, timeout: float = 60.0) -> dict:
+        """Tell the other workers to load what this one now serves; wait until they do.
+        Returns the workers' count (``expected``, ``ok``, ``failed``, ``waiting``)."""
+        if not self.channel.enabled or self.settings.workers <= 1:
+            return {"expected": 1, "ok": 1, "failed": 0, "waiting": 0}
+        seq = self.channel.publish(dict(self.overrides))
+        return self.channel.wait_acks(seq, timeout)
 
-    def watch_reloads(self, interval: float = 0.5) -> threading.Thread:
-        path = Path(self.settings.reload_signal)
-        try:
-            self._signal_mtime = path.stat().st_mtime_ns
-        except OSError:
-            self._signal_mtime = 0
+    def watch_reloads(self, interval: float | None = None) -> threading.Thread | None:
+        def on_signal(overrides: dict) -> bool:
+            self.overrides = overrides
+            _, failed = self.load()
+            return not failed
 
-        def loop() -> None:
-            while True:
-                time.sleep(interval)
-                try:
-                    m = path.stat().st_mtime_ns
-                except OSError:
-                    continue
-                if m == self._signal_mtime:
-                    continue
-                self._signal_mtime = m
-                try:
-                    data = json.loads(path.read_text())
-                    self.overrides = dict(data.get("overrides", {}))
-                except (OSError, ValueError):
-                    continue
-                log.info("reload signalled by another worker")
-                self.load()
+        kw = {} if interval is None else {"interval": interval}
+        return self.channel.watch(on_signal, **kw)
 
-        t = threading.Thread(target=loop, name="patron-reload-watch", daemon=True)
-        t.start()
-        return t
-
-    def info(self) -> dict:
+    def info(self, admin: bool = False) -> dict:
+        """What this worker serves. Without ``admin`` (the admin token): no server paths,
+        model URIs that are paths, data sources or error details."""
         cfg = self.config
+        models = list(self.infos.values()) if cfg is None else [
+            self.infos[u] for u in cfg.model_uris() if u in self.infos]
+        if admin:
+            return {"ready": self.ready, "error": self.error, "loaded_at": self.loaded_at,
+                    "last_reload": self.last_reload,
+                    "experiments": cfg.model_dump() if cfg else None, "models": models}
+        experiments = None if cfg is None else {
+            name: {"type": spec.type, "variants": {v: {"weight": vs.weight} for v, vs in spec.variants.items()}}
+            for name, spec in cfg.experiments.items()}
         return {
             "ready": self.ready,
-            "error": self.error,
+            "error": None if self.error is None else
+            "a model failed to load; the details are in /info with the admin token",
             "loaded_at": self.loaded_at,
-            "experiments": cfg.model_dump() if cfg else None,
-            "models": list(self.infos.values()) if cfg is None else [
-                self.infos[u] for u in cfg.model_uris() if u in self.infos
-            ],
+            "experiments": experiments,
+            "models": [_public_model(m) for m in models],
         }
+
+
+PUBLIC_MODEL_FIELDS = ("version", "model_name", "kind", "created_at", "n_customers", "n_items",
+                       "has_item_table", "has_cross_sell", "tables", "registry_name", "alias",
+                       "registry_version", "load_seconds")
+PUBLIC_DATA_FIELDS = ("rows", "customers", "items", "span")
+
+
+def _public_model(info: dict) -> dict:
+    out = {k: info[k] for k in PUBLIC_MODEL_FIELDS if k in info}
+    data = info.get("data") or {}
+    out["data"] = {k: data[k] for k in PUBLIC_DATA_FIELDS if k in data}
+    tables = info.get("customer_tables") or {}
+    out["customer_tables"] = {"reference_date": tables.get("reference_date")} if tables else None
+    return out

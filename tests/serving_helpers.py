@@ -76,7 +76,7 @@ class LiveService:
         full = dict(os.environ)
         full.update(env)
         full["PATRON_WORKERS"] = str(workers)
-        full.setdefault("PATRON_RELOAD_SIGNAL", str(workdir / f"reload-{self.port}.json"))
+        full.setdefault("PATRON_RUN_DIR", str(workdir / f"run-{self.port}"))
         full["PYTHONPATH"] = str(ROOT)
         bentoml = Path(sys.executable).with_name("bentoml")
         self._log = open(self.log_path, "wb")  # noqa: SIM115

@@ -97,12 +97,12 @@ def test_torn_log_is_read_up_to_the_tear_and_every_exclusion_counted(tmp_path):
     a = analyze(log, out)
     assert a.torn is not None and a.torn["line"] == 501
     reasons = {e["reason"].split(" (")[0]: e["rows"] for e in a.exclusions}
-    assert any(r.startswith("torn last line") for r in reasons)
+    assert any(r.startswith("unreadable, the first at line 501") for r in reasons)
     assert reasons["no outcome for the request"] == 1
     assert reasons["no exposure for the request"] == 1  # r-torn
     assert reasons["request failed"] == 1
     assert a.variants["exposures"].sum() == 499
-    assert "torn at line 501" in a.text()
+    assert "the first at line 501" in a.text()
 
 
 def test_unknown_variants_mismatched_names_and_empty_arms_are_clear_errors(tmp_path):

@@ -25,7 +25,7 @@ def _replica(tmp, env: dict, name: str) -> tuple[Proc, str]:
     port = free_port()
     cmd = [str(BIN / "bentoml"), "serve", "serving.service:Recommender", "--host", "127.0.0.1",
            "--port", str(port), "--working-dir", str(ROOT)]
-    full = child_env(tmp) | env | {"PATRON_RELOAD_SIGNAL": str(tmp / f"reload-{name}.json"),
+    full = child_env(tmp) | env | {"PATRON_RUN_DIR": str(tmp / f"run-{name}"),
                                    "PATRON_ACCESS_LOG": "0"}
     return Proc(cmd, full, tmp / f"{name}.log"), f"http://127.0.0.1:{port}"
 

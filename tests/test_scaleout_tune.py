@@ -103,7 +103,7 @@ def test_workers_fill_one_study_then_register_promote_serve(data, tracking, tmp_
 
     env = child_env(tmp_path) | {"MLFLOW_TRACKING_URI": tracking,
                                  "PATRON_MODEL_URI": f"models:/{name}@champion",
-                                 "PATRON_RELOAD_SIGNAL": str(tmp_path / "reload.json")}
+                                 "PATRON_RUN_DIR": str(tmp_path / "run")}
     port = free_port()
     svc = Proc([str(BIN / "bentoml"), "serve", "serving.service:Recommender", "--host",
                 "127.0.0.1", "--port", str(port), "--working-dir", str(ROOT)], env,

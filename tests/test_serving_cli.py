@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -19,7 +20,7 @@ def test_patron_serve_starts_and_serves(tmp_path):
     build_artifact(tmp_path / "model", seed=3)
     port = free_port()
     env = dict(os.environ, BENTOML_HOME=str(tmp_path / "bentoml"),
-               PATRON_RELOAD_SIGNAL=str(tmp_path / "reload.json"))
+               PATRON_RUN_DIR=str(tmp_path / "run"))
     env.pop("PATRON_EXPERIMENTS", None)
     patron = Path(sys.executable).with_name("patron")
     out = open(tmp_path / "serve.log", "wb")  # noqa: SIM115
@@ -40,7 +41,7 @@ def test_patron_serve_starts_and_serves(tmp_path):
                 pass
             time.sleep(0.3)
         info = httpx.get(f"{url}/info").json()
-        assert info["models"][0]["path"] == str(tmp_path / "model")
+        assert info["models"][0]["model_name"] == "als" and str(tmp_path) not in json.dumps(info)
         r = httpx.post(f"{url}/recommend", json={"customer_id": 1, "n": 3})
         assert r.status_code == 200 and len(r.json()["items"]) == 3
         assert (tmp_path / "exp.jsonl").read_text().count("\n") == 1
@@ -53,7 +54,7 @@ def test_patron_serve_starts_and_serves(tmp_path):
 def test_patron_serve_bad_model_path_is_one_line(tmp_path):
     r = subprocess.run([str(Path(sys.executable).with_name("patron")), "serve", "--model",
                         str(tmp_path / "missing")], capture_output=True, text=True)
-    assert r.returncode == 2 and "no Patron model artifact" in r.stderr
+    assert r.returncode == 2 and "not a Patron model artifact" in r.stderr
     assert "Traceback" not in r.stderr
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.artifact import ArtifactError, ModelArtifact, load_artifact
+from features.artifact import FORMAT_VERSION, ArtifactError, ModelArtifact, load_artifact
 from features.customers import build_customer_tables, customer_profile
 from features.synthetic import generate_purchases
 from serving.engine import Engine
@@ -71,7 +71,7 @@ def test_artifact_tables_round_trip(built):
         pd.testing.assert_frame_equal(loaded.tables[name], table, check_dtype=True)
     manifest = json.loads((built["dir"] / "model" / "manifest.json").read_text())
     assert manifest["tables"] == ["customers", "favourites", "reminders"]
-    assert manifest["format_version"] == 1
+    assert manifest["format_version"] == FORMAT_VERSION
 
 
 def test_artifact_without_tables_still_loads(built, tmp_path):

@@ -31,7 +31,7 @@ def test_load_by_alias_and_reload_follows_the_alias(tmp_path, monkeypatch):
     state = ServingState(Settings(model_uri="models:/shop@champion", cache_dir=str(tmp_path)))
     ok, failed = state.load()
     assert not failed and state.ready
-    info = state.info()["models"][0]
+    info = state.info(admin=True)["models"][0]
     assert info["version"] == "shop/1" and info["alias"] == "champion"
     assert info["registry_version"] == "1" and info["run_id"]
     first = state.engines["models:/shop@champion"]

@@ -241,7 +241,10 @@ def test_customer_profile_from_tables_beside_the_model(svc, env):
 def test_info_metrics_docs(svc):
     info = svc.client.get("/info").json()
     assert info["ready"] and len(info["models"]) == 3
-    assert {"version", "n_items", "data", "path"} <= set(info["models"][0])
+    assert {"version", "n_items", "data"} <= set(info["models"][0])
+    assert "path" not in info["models"][0]  # server paths only with the admin token
+    admin = svc.client.get("/info", headers={"authorization": f"Bearer {TOKEN}"}).json()
+    assert {"path", "uri"} <= set(admin["models"][0])
     m = svc.client.get("/metrics").text
     assert 'patron_requests_total{endpoint="recommend"' in m
     assert "patron_client_errors_total" in m
