@@ -27,6 +27,7 @@ COMMANDS: dict[str, str] = {
     "ab": "ab",
     "segments": "segments",
     "reminders": "reminders",
+    "doctor": "doctor",
 }
 
 

@@ -179,6 +179,9 @@ def promote(
     if version is None:
         raise PatronError("give the version to promote (--version)")
     cand = _version(c, name, str(version))
+    from training.recovery import tag_undecided
+
+    tag_undecided(c, name, skip={str(cand.version)})  # versions a killed process left behind
     alias = "challenger" if challenger else "champion"
     key = metric_key(metric, mode, "test")
     cand_value = version_metric(c, cand, key)

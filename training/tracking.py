@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from features.errors import PatronError
+from training.recovery import process_tags
 
 PATRON_DIR = Path(".patron")
 DEFAULT_EXPERIMENT = "patron"
@@ -127,6 +128,14 @@ def setup_mlflow(uri: str | None = None, experiment: str = DEFAULT_EXPERIMENT) -
             raise
         raise TrackingError(f"MLflow tracking store {_mask(uri)}: {_first_line(exc)}") from exc
     mlflow.set_experiment(experiment_id=exp_id)
+    from training.recovery import fail_dead_runs
+
+    try:  # runs left RUNNING by a killed process of this host are closed as FAILED
+        fail_dead_runs(c, [exp_id])
+    except Exception as exc:  # recovery must never stop a run from starting
+        import logging
+
+        logging.getLogger(__name__).warning("could not check for runs of killed processes: %s", exc)
     return uri, exp_id
 
 
@@ -169,6 +178,7 @@ class MLflowTrialCallback:
             run_name=f"{self.model}-trial-{trial.number}",
             tags={
                 **self.tags,
+                **process_tags(),
                 "mlflow.parentRunId": self.parent_run_id,
                 "optuna.study": study.study_name,
                 "optuna.trial": str(trial.number),

@@ -52,6 +52,7 @@ from training.pipeline import (
     split_params,
     train_model,
 )
+from training.recovery import process_tags
 from training.tracking import PATRON_DIR, metric_key
 
 log = logging.getLogger(__name__)
@@ -392,7 +393,8 @@ def tune(
     outcomes: list[ModelOutcome] = []
     rows: list[pd.DataFrame] = []
 
-    with mlflow.start_run(experiment_id=exp_id, run_name=f"tune-{s.study}") as parent:
+    with mlflow.start_run(experiment_id=exp_id, run_name=f"tune-{s.study}",
+                          tags=process_tags()) as parent:
         pid = parent.info.run_id
         mlflow.set_tags({"patron.kind": "tune", "patron.study": s.study, "patron.split_id": sid,
                          "patron.models": ",".join(s.models)})
@@ -421,7 +423,8 @@ def tune(
             outcomes.append(outcome)
             log.info("%s: %s", study_name, outcome.trials)
             if outcome.best_params is not None and s.refit:
-                with mlflow.start_run(run_name=f"best-{model}", nested=True) as run:
+                with mlflow.start_run(run_name=f"best-{model}", nested=True,
+                                      tags=process_tags()) as run:
                     res = train_model(split.train, model, outcome.best_params, split.test, ks,
                                       TrainingOptions(seed=s.seed, num_threads=s.num_threads),
                                       metadata={"data": data_desc, "split": split.description,

@@ -109,7 +109,10 @@ def run(args) -> int:
                 **{f"patron.{k}": f"{v:.6g}" for k, v in res.flat_metrics().items()}}
         if sid:
             tags["patron.split_id"] = sid
-        with mlflow.start_run(experiment_id=exp_id, run_name=f"train-{args.model}") as run:
+        from training.recovery import process_tags
+
+        with mlflow.start_run(experiment_id=exp_id, run_name=f"train-{args.model}",
+                              tags=process_tags()) as run:
             mlflow.set_tags({"patron.kind": "train", **tags})
             mlflow.log_params({k: str(v) for k, v in params.items()} | {"model": args.model})
             mlflow.log_metrics({**res.flat_metrics(), "fit_seconds": res.fit_seconds})
