@@ -19,9 +19,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture
 def store(tmp_path, monkeypatch):
+    """A fresh SQLite store; mlflow's process-wide URIs are put back afterwards (setup_mlflow
+    sets them, and other tests' clients would follow them)."""
     monkeypatch.chdir(tmp_path)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    return uri
+    tracking, registry = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    yield uri
+    mlflow.set_tracking_uri(tracking)
+    mlflow.set_registry_uri(registry)
 
 
 def _killed_run(uri: str, tmp_path: Path) -> str:

@@ -60,7 +60,7 @@ def _tune(args: list[str], tmp, timeout: float = 240):
 def _runs_of(tracking: str, experiment: str):
     from mlflow.tracking import MlflowClient
 
-    c = MlflowClient(tracking_uri=tracking)
+    c = MlflowClient(tracking_uri=tracking, registry_uri=tracking)
     exp = c.get_experiment_by_name(experiment)
     return c, ([] if exp is None else c.search_runs([exp.experiment_id], max_results=1000))
 

@@ -19,6 +19,7 @@ def test_load_by_alias_and_reload_follows_the_alias(tmp_path, monkeypatch):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
     mlflow.set_experiment("serving-test")
     build_artifact(tmp_path / "a", seed=1)
     build_artifact(tmp_path / "b", seed=2, factors=8)
