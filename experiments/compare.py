@@ -76,15 +76,10 @@ def _load_external(spec: str):
 
     if spec.startswith("artifact:"):
         return load_model(resolve_local(spec[len("artifact:"):]))
-    import tempfile
+    from serving.loader import fetch_registered
 
-    import mlflow
-
-    try:
-        local = mlflow.artifacts.download_artifacts(spec, dst_path=tempfile.mkdtemp(prefix="patron-cmp-"))
-    except Exception as exc:  # MlflowException, connection errors
-        raise PatronError(f"{spec}: cannot load from the MLflow registry ({exc})") from exc
-    return load_model(resolve_local(local))
+    path, _ = fetch_registered(spec)  # the project's store; names it when the URI is not there
+    return load_model(path)
 
 
 def _list_values(recs: np.ndarray, info: np.ndarray, pop_share: np.ndarray) -> dict[str, np.ndarray]:

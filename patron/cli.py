@@ -28,6 +28,8 @@ COMMANDS: dict[str, str] = {
     "segments": "segments",
     "reminders": "reminders",
     "doctor": "doctor",
+    "retrain": "retrain",
+    "build": "build",
 }
 
 
@@ -39,6 +41,7 @@ def _defaults_env() -> None:
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
     os.environ.setdefault("DO_NOT_TRACK", "true")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 def build_parser() -> argparse.ArgumentParser:

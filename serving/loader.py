@@ -2,73 +2,40 @@
 
 URIs: ``models:/NAME@alias`` (default ``models:/patron@champion``), ``models:/NAME/VERSION``,
 or a local directory holding a Patron artifact (``manifest.json``) or an MLflow model
-directory with the artifact at ``artifacts/patron_model/``. The registry is read with
-MLFLOW_TRACKING_URI / MLFLOW_REGISTRY_URI as MLflow itself reads them.
+directory whose ``patron_model`` artifact holds one. The registry is the project's store
+(:func:`features.project.tracking_uri`: ``$MLFLOW_TRACKING_URI``, else the nearest
+``.patron/mlflow.db`` at or above the working folder); it is never created here, and a URI
+that cannot be resolved names the store searched and what it holds. A relative path is
+relative to the working folder (``patron serve`` makes it absolute where it was typed).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from features.artifact import ArtifactError, load_artifact
 from features.errors import PatronError
+from features.model_store import (
+    ModelLoadError,
+    fetch_registered,
+    resolve_local,
+    resolve_registered,
+)
 from serving.engine import Engine
 
 __all__ = ["DEFAULT_URI", "LoadedModel", "ModelLoadError", "resolve_local", "load_engine",
-           "check_reload_uri"]
+           "check_reload_uri", "fetch_registered", "resolve_registered"]
 
 DEFAULT_URI = "models:/patron@champion"
-MLFLOW_SUBDIR = Path("artifacts") / "patron_model"
-
-
-class ModelLoadError(PatronError):
-    """The model URI cannot be resolved or its artifact cannot be read."""
 
 
 @dataclass(frozen=True)
 class LoadedModel:
     engine: Engine
     info: dict
-
-
-def resolve_local(path: str | os.PathLike) -> Path:
-    """The artifact directory ``path`` names: the path itself, or an MLflow model directory
-    holding it at ``artifacts/patron_model/``. Never a search: a folder that merely contains
-    an artifact somewhere below is refused."""
-    text = str(path).strip()
-    if not text:
-        raise ModelLoadError("model path is empty: give models:/NAME@alias or an artifact directory")
-    p = Path(text[5:] if text.startswith("file:") else text)
-    cands = [p, p / MLFLOW_SUBDIR]
-    named = _mlmodel_artifact(p)
-    if named is not None:
-        cands.insert(0, named)
-    for cand in cands:
-        if (cand / "manifest.json").is_file():
-            return cand
-    raise ModelLoadError(f"{path}: not a Patron model artifact (no manifest.json in it, and no "
-                         "MLflow model whose patron_model artifact holds one)")
-
-
-def _mlmodel_artifact(model_dir: Path) -> Path | None:
-    """The ``patron_model`` artifact an MLflow model directory declares in its ``MLmodel``."""
-    mlmodel = model_dir / "MLmodel"
-    if not mlmodel.is_file():
-        return None
-    try:
-        import yaml
-
-        meta = yaml.safe_load(mlmodel.read_text()) or {}
-        rel = meta["flavors"]["python_function"]["artifacts"]["patron_model"]["path"]
-    except Exception:  # not our pyfunc layout: no declared artifact
-        return None
-    cand = (model_dir / rel).resolve()
-    return cand if cand.is_relative_to(model_dir.resolve()) else None
 
 
 def check_reload_uri(uri: str) -> str:
@@ -91,41 +58,10 @@ def check_reload_uri(uri: str) -> str:
     return str(p)
 
 
-def _registry(uri: str, cache_dir: str | None) -> tuple[Path, dict]:
-    import mlflow
-    from mlflow import MlflowClient
-
-    spec = uri[len("models:/"):]
-    client = MlflowClient()
-    try:
-        if "@" in spec:
-            name, alias = spec.split("@", 1)
-            mv = client.get_model_version_by_alias(name, alias)
-        else:
-            name, _, version = spec.partition("/")
-            mv = client.get_model_version(name, version)
-            alias = None
-    except Exception as exc:  # MlflowException, connection errors
-        raise ModelLoadError(f"{uri}: cannot resolve in the MLflow registry ({exc})") from exc
-    dst = tempfile.mkdtemp(prefix=f"patron-{name}-v{mv.version}-", dir=cache_dir)
-    try:
-        local = mlflow.artifacts.download_artifacts(f"models:/{name}/{mv.version}", dst_path=dst)
-    except Exception as exc:
-        raise ModelLoadError(f"{uri}: cannot download version {mv.version} ({exc})") from exc
-    info = {
-        "registry_name": name,
-        "alias": alias,
-        "registry_version": str(mv.version),
-        "run_id": mv.run_id,
-        "version": f"{name}/{mv.version}",
-    }
-    return resolve_local(local), info
-
-
 def load_engine(uri: str, *, cache_dir: str | None = None, check: bool = True) -> LoadedModel:
     """Resolve ``uri``, read the artifact, build an :class:`Engine` and sanity-check it."""
     if uri.startswith("models:/"):
-        path, info = _registry(uri, cache_dir)
+        path, info = fetch_registered(uri, cache_dir)
     else:
         path = resolve_local(uri)
         info = {}

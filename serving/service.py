@@ -65,6 +65,7 @@ from serving.variants import assign
 
 log = logging.getLogger("patron.serving")
 WIDGET_DIR = Path(__file__).parent / "widget"
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no bars in the log
 SETTINGS = ServingSettings.from_env()  # read once per worker process
 LIMITS = SETTINGS.limits
 compat.apply(LIMITS.header_seconds)

@@ -76,7 +76,7 @@ class ServingSettings(BaseModel):
     def from_env(cls, env: dict | None = None) -> ServingSettings:
         env = os.environ if env is None else env
         return cls(
-            model_uri=env.get("PATRON_MODEL_URI") or DEFAULT_URI,
+            model_uri=env.get("PATRON_MODEL_URI") or bundled_model() or DEFAULT_URI,
             experiments_path=env.get("PATRON_EXPERIMENTS") or None,
             exposure_log=env.get("PATRON_EXPOSURE_LOG") or None,
             exposure_url=env.get("PATRON_EXPOSURE_URL") or None,
@@ -86,6 +86,15 @@ class ServingSettings(BaseModel):
             run_dir=env.get("PATRON_RUN_DIR") or str(default_run_dir()),
             limits=Limits.from_env(env),
         )
+
+
+BUNDLED = Path(__file__).resolve().parents[1] / "bundled_model"
+
+
+def bundled_model() -> str | None:
+    """The model ``patron build`` packed beside the service code (a bento), if any: it is
+    served when ``PATRON_MODEL_URI`` is not set, so a bento needs no registry."""
+    return str(BUNDLED) if (BUNDLED / "manifest.json").is_file() else None
 
 
 def default_run_dir() -> Path:

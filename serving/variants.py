@@ -132,8 +132,13 @@ def load_experiments(path: str | os.PathLike) -> ExperimentsConfig:
     except Exception as exc:
         raise ExperimentConfigError(f"{p}: not valid JSON/YAML ({exc})") from exc
     try:
-        return ExperimentsConfig.model_validate(data)
+        cfg = ExperimentsConfig.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         loc = ".".join(str(x) for x in first["loc"])
         raise ExperimentConfigError(f"{p}: {loc}: {first['msg']}") from exc
+    for spec in cfg.experiments.values():  # a relative model path is relative to the file
+        for v in spec.variants.values():
+            if not v.model.startswith("models:/") and not Path(v.model).is_absolute():
+                v.model = str((p.resolve().parent / v.model).resolve())
+    return cfg

@@ -69,8 +69,12 @@ def log_patron_model(
     import mlflow
     import pandas as pd
 
+    import features
+
     art = load_artifact(artifact_dir)  # refuses artifacts of another format version
-    example = pd.DataFrame({"customer_id": art.customers.ids[:2]})
+    # made-up ids: no customer's raw id goes into the registry's example files
+    example = pd.DataFrame({"customer_id": [-1, -2] if art.customers.is_numeric
+                            else ["example-customer-1", "example-customer-2"]})
     info = mlflow.pyfunc.log_model(
         name=name,
         python_model=str(PYFUNC_CODE),
@@ -78,6 +82,9 @@ def log_patron_model(
         signature=signature_for(art),
         input_example=example,
         pip_requirements=_requirements(),
+        # Patron's features package (the artifact reader and the scorer) travels with the
+        # model: a fresh environment with only the requirements below loads it
+        code_paths=[str(Path(features.__file__).resolve().parent)],
     )
     version = None
     if registered_model_name:
@@ -163,6 +170,7 @@ def promote(
     force: bool = False,
     challenger: bool = False,
     tracking_uri: str | None = None,
+    champion_value: float | None = None,
 ) -> PromoteResult:
     """Move the ``champion`` (or ``challenger``) alias to ``version`` if it earns it.
 
@@ -172,6 +180,11 @@ def promote(
     same comparison is recorded (a challenger need not win). The comparison is written
     on the candidate version as ``patron.promote.*`` tags; nothing else changes when the
     candidate is rejected.
+
+    The candidate must also beat the best baseline scored on its own split (the version's
+    ``patron.baseline.<key>`` tag, written by :func:`training.release.release`), unless
+    ``force``. ``champion_value``: the champion's configuration scored on the candidate's
+    split (``patron retrain`` refits it there), used instead of the champion's own evidence.
     """
     if mode not in ("new", "repeat"):
         raise PatronError(f"--mode must be new or repeat, not {mode!r}")
@@ -187,15 +200,28 @@ def promote(
     cand_value = version_metric(c, cand, key)
     champ = _alias(c, name, "champion")
     champ_value = version_metric(c, champ, key) if champ is not None else None
+    same_split = champion_value is not None
+    if same_split:
+        champ_value = float(champion_value)
+    base_value = cand.tags.get(f"patron.baseline.{key}")
+    base_model = cand.tags.get(f"patron.baseline_model.{key}", "baseline")
+    base_value = float(base_value) if base_value not in (None, "") else None
+    below_base = (base_value is not None and cand_value is not None and not challenger
+                  and not cand_value > base_value)
+    base_note = (f"{key} {cand_value:.4f} does not beat the best baseline {base_model}'s "
+                 f"{base_value:.4f} on the same split" if below_base else "")
 
     if champ is not None and champ.version == cand.version and not challenger:
         decision, reason = "already", f"version {cand.version} is already the champion"
+    elif below_base:
+        decision, reason = ("forced", f"forced although {base_note}") if force else (
+            "rejected", base_note)
     elif champ is None:
         decision, reason = "first", "no champion yet: the first version becomes champion"
         if challenger:
             decision, reason = "promoted", "no champion to compare with"
     else:
-        verdict = _compare(cand, champ, cand_value, champ_value, key)
+        verdict = _compare(cand, champ, cand_value, champ_value, key, same_split)
         if challenger:
             decision, reason = "promoted", f"challenger set; {verdict[1]}"
         elif verdict[0]:
@@ -220,6 +246,8 @@ def promote(
         "patron.promote.champion_version": result.champion_version or "",
         "patron.promote.champion_value": _s(champ_value),
         "patron.promote.reason": reason,
+        "patron.promote.baseline_model": base_model if base_value is not None else "",
+        "patron.promote.baseline_value": _s(base_value),
         "patron.promote.at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     for k, v in tags.items():
@@ -227,19 +255,24 @@ def promote(
     return result
 
 
-def _compare(cand, champ, cand_value, champ_value, key) -> tuple[bool, str]:
+def _compare(cand, champ, cand_value, champ_value, key, same_split=False) -> tuple[bool, str]:
     cs, hs = cand.tags.get(SPLIT_TAG), champ.tags.get(SPLIT_TAG)
-    if cs and hs and cs != hs:
+    if cs and hs and cs != hs and not same_split:
         return False, (f"not comparable: version {cand.version} was tested on split {cs}, "
                        f"champion {champ.version} on {hs}")
     if cand_value is None:
         return False, f"version {cand.version} has no logged {key}"
     if champ_value is None:
         return True, f"champion {champ.version} has no logged {key}"
+    where = " (its configuration refit on this split)" if same_split else ""
+    if same_split and np.isfinite(cand_value) and cand_value >= champ_value:
+        # retrain: the champion's own configuration on newer data ties it, and is fresher
+        return True, (f"{key} {cand_value:.4f} matches or beats champion {champ.version}'s "
+                      f"{champ_value:.4f}{where}")
     if not np.isfinite(cand_value) or cand_value <= champ_value:
         return False, (f"{key} {cand_value:.4f} does not beat champion "
-                       f"{champ.version}'s {champ_value:.4f}")
-    return True, f"{key} {cand_value:.4f} beats champion {champ.version}'s {champ_value:.4f}"
+                       f"{champ.version}'s {champ_value:.4f}{where}")
+    return True, f"{key} {cand_value:.4f} beats champion {champ.version}'s {champ_value:.4f}{where}"
 
 
 def _s(v: float | None) -> str:

@@ -1,8 +1,10 @@
 """MLflow tracking for Patron: where runs go, and an Optuna -> MLflow trial callback.
 
-Default store: an embedded SQLite file under the working directory
-(``sqlite:///.patron/mlflow.db``, artifacts in ``.patron/mlartifacts``);
-``MLFLOW_TRACKING_URI`` or an explicit URI (``--tracking-uri``) points at a real server.
+Default store: the project's embedded SQLite file (``<project>/.patron/mlflow.db``, artifacts
+in ``.patron/mlartifacts``), the project being the nearest folder at or above the working
+folder that holds ``.patron/`` (:mod:`features.project`); ``MLFLOW_TRACKING_URI`` or an
+explicit URI (``--tracking-uri``) points at a real server. Commands that write create the
+project in the working folder when there is none; commands that read never create a store.
 Telemetry is switched off. Every URI is checked before any work starts, so a store
 that cannot be reached fails fast with one line (:class:`TrackingError`).
 """
@@ -43,16 +45,22 @@ def _mask(uri: str) -> str:
     return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", uri)
 
 
-def resolve_tracking_uri(uri: str | None = None) -> str:
-    """``uri``, else ``$MLFLOW_TRACKING_URI``, else the local SQLite store."""
-    uri = uri or os.environ.get("MLFLOW_TRACKING_URI")
-    if uri:
-        return uri
-    return f"sqlite:///{(PATRON_DIR / 'mlflow.db').resolve()}"
+def resolve_tracking_uri(uri: str | None = None, create: bool = False) -> str:
+    """``uri``, else ``$MLFLOW_TRACKING_URI``, else the project's SQLite store
+    (:func:`features.project.tracking_uri`; without ``create`` a missing store is an error)."""
+    from features.project import tracking_uri
+
+    return tracking_uri(uri, create=create)
 
 
-def default_artifact_root() -> str:
-    return (PATRON_DIR / "mlartifacts").resolve().as_uri()
+def default_artifact_root(uri: str) -> str:
+    """Artifacts of an SQLite store live beside it (``mlartifacts/``), wherever the command
+    runs from."""
+    from features.project import store_path
+
+    db = store_path(uri)
+    folder = db.parent if db is not None else PATRON_DIR.resolve()
+    return (folder / "mlartifacts").resolve().as_uri()
 
 
 def check_tracking_uri(uri: str, timeout: float = 5.0) -> None:
@@ -109,7 +117,7 @@ def setup_mlflow(uri: str | None = None, experiment: str = DEFAULT_EXPERIMENT) -
     """
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    uri = resolve_tracking_uri(uri)
+    uri = resolve_tracking_uri(uri, create=True)
     check_tracking_uri(uri)
     import mlflow
 
@@ -119,7 +127,7 @@ def setup_mlflow(uri: str | None = None, experiment: str = DEFAULT_EXPERIMENT) -
     try:
         exp = c.get_experiment_by_name(experiment)
         if exp is None:
-            location = default_artifact_root() if uri.startswith("sqlite:") else None
+            location = default_artifact_root(uri) if uri.startswith("sqlite:") else None
             exp_id = c.create_experiment(experiment, artifact_location=location)
         else:
             exp_id = exp.experiment_id

@@ -53,7 +53,7 @@ from training.pipeline import (
     train_model,
 )
 from training.recovery import process_tags
-from training.tracking import PATRON_DIR, metric_key
+from training.tracking import metric_key
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +101,7 @@ class TuneSettings:
     max_retry: int = 2  # a trial failed by a lost worker is re-queued this many times
     worker_index: int = 0  # distinct per worker on a shared study (sampler seed offset)
     defaults_first: bool = True  # a new study tries the model's defaults first
+    refit_on: str = "all"  # the registered model: refit on all purchases (all) or the train part
 
 
 @dataclass
@@ -132,11 +133,12 @@ class TuneResult:
 # -- storage -------------------------------------------------------------------------
 
 def resolve_storage(url: str | None) -> str:
-    """``url`` or the default SQLite file ``.patron/optuna.db`` (created on demand)."""
+    """``url`` or the project's SQLite file ``.patron/optuna.db`` (created on demand)."""
     if url:
         return url
-    PATRON_DIR.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{(PATRON_DIR / 'optuna.db').resolve()}"
+    from features.project import project_dir
+
+    return f"sqlite:///{project_dir(create=True) / 'optuna.db'}"
 
 
 def _mask(url: str) -> str:
@@ -438,9 +440,11 @@ def tune(
                                         f"val.{metric_key(s.metric)}.best": outcome.best_value})
                 rows.append(res.metrics.assign(model=model, fit_seconds=res.fit_seconds,
                                                val_value=outcome.best_value))
+        baseline_results = {}
         if s.refit:
             for b in s.baselines:
                 res = train_model(split.train, b, {}, split.test, ks, extras=False)
+                baseline_results[b] = res
                 rows.append(res.metrics.assign(model=b, fit_seconds=res.fit_seconds,
                                                val_value=np.nan))
         table = _wide(pd.concat(rows, ignore_index=True)) if rows else pd.DataFrame()
@@ -454,8 +458,19 @@ def tune(
 
         registered = promotion = None
         if best is not None and best.result is not None and (s.log_model or register or out_dir):
-            registered, promotion = _log_best(best, register, s, sid, out_dir, promote_registered,
-                                              uri)
+            from training.release import Evidence, baseline_evidence, release
+
+            evidence = Evidence(sid, split.description, best.result.flat_metrics(),
+                                baseline_evidence(baseline_results), best.run_id)
+            with mlflow.start_run(run_id=best.run_id, nested=True):
+                rel = release(purchases, best.model, best.best_params, evidence,
+                              evaluated=best.result, refit_on=s.refit_on, register=register,
+                              promote_registered=promote_registered, metric=s.metric,
+                              mode=s.mode, tracking_uri=uri, source=source,
+                              options=TrainingOptions(seed=s.seed, num_threads=s.num_threads),
+                              out_dir=out_dir, tags={"patron.study": best.study_name},
+                              say=(print if s.progress else log.info))
+            registered, promotion = rel.registered, rel.promotion
     return TuneResult(outcomes, table, best, description, pid, registered, promotion)
 
 
@@ -614,25 +629,3 @@ def _plots(storage, study_name: str, out: Path) -> list[Path]:
         except Exception as exc:  # e.g. importances with a single distinct value
             log.warning("plot %s of %s skipped: %s", name, study_name, exc)
     return paths
-
-
-def _log_best(best: ModelOutcome, register: str | None, s: TuneSettings, sid: str,
-              out_dir, promote_registered: bool, uri: str):
-    """Log the best model as pyfunc in its refit run; register and promote (guarded)."""
-    import mlflow
-
-    from training.registry import log_patron_model, promote
-
-    tags = {"patron.split_id": sid, "patron.model": best.model, "patron.study": best.study_name,
-            **{f"patron.{k}": f"{v:.6g}" for k, v in best.result.flat_metrics().items()}}
-    tmp = tempfile.mkdtemp(prefix="patron-best-")
-    path = Path(out_dir) if out_dir else Path(tmp) / "patron_model"
-    best.result.model.save(path)
-    registered = promotion = None
-    with mlflow.start_run(run_id=best.run_id, nested=True):
-        _, version = log_patron_model(path, register, tags)
-    if version is not None:
-        registered = (register, str(version.version))
-        if promote_registered:
-            promotion = promote(register, version.version, s.metric, s.mode, tracking_uri=uri)
-    return registered, promotion

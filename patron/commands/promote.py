@@ -25,7 +25,7 @@ def run(args) -> int:
     from training.tracking import check_tracking_uri, resolve_tracking_uri
 
     parse_metric(args.metric)
-    uri = resolve_tracking_uri(args.tracking_uri)
+    uri = resolve_tracking_uri(args.tracking_uri)  # never a new, empty store
     check_tracking_uri(uri)
     r = promote(args.name, args.version, args.metric, args.mode, force=args.force,
                 challenger=args.challenger, tracking_uri=uri)

@@ -34,19 +34,33 @@ def run(args) -> int:
     env = dict(os.environ)
     if args.model:
         env["PATRON_MODEL_URI"] = args.model
-    uri = env.get("PATRON_MODEL_URI", "")
-    if uri and not uri.startswith("models:/") and not args.experiments:
+    uri = env.get("PATRON_MODEL_URI", "") or "models:/patron@champion"
+    if not uri.startswith("models:/"):
         from serving.loader import resolve_local
 
-        resolve_local(uri)  # fail fast, in one line, on a wrong path
+        uri = str(Path(uri).expanduser().resolve())  # relative to where it was typed
+        env["PATRON_MODEL_URI"] = uri
+        if not args.experiments:
+            resolve_local(uri)  # fail fast, in one line, on a wrong path
+    needs_registry = uri.startswith("models:/") or args.experiments
+    if needs_registry:
+        from features.project import NoProjectError, tracking_uri
+
+        try:  # the store of the folder the user is in, absolute: the service runs elsewhere
+            env["MLFLOW_TRACKING_URI"] = tracking_uri(args.tracking_uri)
+        except NoProjectError:
+            if not args.experiments:
+                raise
+    if uri.startswith("models:/") and not args.experiments:
+        from serving.loader import resolve_registered
+
+        resolve_registered(uri, env["MLFLOW_TRACKING_URI"])  # a clear error now, not a 503 later
     if args.experiments:
         if not Path(args.experiments).is_file():
             raise PatronError(f"--experiments: {args.experiments}: no such file")
         env["PATRON_EXPERIMENTS"] = str(Path(args.experiments).resolve())
     if args.exposure_log:
         env["PATRON_EXPOSURE_LOG"] = str(Path(args.exposure_log).resolve())
-    if args.tracking_uri:
-        env["MLFLOW_TRACKING_URI"] = args.tracking_uri
     if args.gc_mode:
         env["PATRON_GC_MODE"] = args.gc_mode
     if args.workers < 1:

@@ -21,7 +21,13 @@ def add_arguments(parser) -> None:
                         '\'{"factors": 64, "matrix.weighting": "binary"}\'')
     parser.add_argument("--out", default=None, help="artifact directory (default .patron/models/<model>)")
     parser.add_argument("--holdout-days", type=int, default=28,
-                        help="score on the last N days (trained on the days before); 0 = use all data, no test")
+                        help="score on the last N days, fit on the days before (default 28); "
+                        "0 = no test (then the promotion guard refuses it unless --force)")
+    parser.add_argument("--refit-on", choices=("all", "train"), default="all",
+                        help="the saved/registered model: refit on all purchases after the test "
+                        "(all, default: it knows the last weeks) or the evaluated fit (train)")
+    parser.add_argument("--force", action="store_true",
+                        help="promote even if the guard refuses (no test, or not better)")
     parser.add_argument("--k", default="10", help="cut-offs for the test metrics, e.g. 5,10,20")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--threads", type=int, default=1)
@@ -83,44 +89,62 @@ def run(args) -> int:
         uri, exp_id = setup_mlflow(args.tracking_uri, args.experiment)
     purchases = load_purchases(args.data)
     data_desc = data_description(purchases, args.data)
-    meta = {"data": data_desc}
+    opts = TrainingOptions(seed=args.seed, num_threads=args.threads)
+    from training.release import Evidence, baseline_evidence, baselines_on, release
+
+    evidence, res = Evidence("", {}, {}), None
     if args.holdout_days > 0:
         split = split_global_time(purchases, holdout_days=args.holdout_days, min_customers=1)
-        train, test = split.train, split.test
         sid = split_id(data_desc, split.description)
-        meta.update(split=split.description, split_id=sid)
-    else:
-        train, test, sid = purchases, None, None
-    opts = TrainingOptions(seed=args.seed, num_threads=args.threads)
-    res = train_model(train, args.model, params, test, ks, opts, metadata=meta)
-    out = Path(args.out or Path(".patron") / "models" / args.model)
-    res.model.save(out)
-    print(f"{args.model}: fit in {res.fit_seconds:.2f} s on {res.matrix.n_customers} customers x "
-          f"{res.matrix.n_items} items; artifact written to {out}")
-    if res.metrics is not None:
+        res = train_model(split.train, args.model, params, split.test, ks, opts,
+                          metadata={"data": data_desc, "split": split.description, "split_id": sid})
+        print(f"{args.model}: fit in {res.fit_seconds:.2f} s on {res.matrix.n_customers} customers x "
+              f"{res.matrix.n_items} items (training part, before {split.description.get('cutoff')})")
         m = res.metrics.pivot_table(index=["mode"], columns=["metric", "k"], values="value")
         print(m.to_string(float_format=lambda v: f"{v:.4f}"))
-    if uri is not None:
-        import mlflow
+        base = baselines_on(split.train, split.test, ks) if uri is not None else {}
+        evidence = Evidence(sid, split.description, res.flat_metrics(), baseline_evidence(base))
+    elif args.refit_on == "train":
+        raise PatronError("--refit-on train needs a test period (--holdout-days > 0)")
+    if args.out:
+        out = Path(args.out)
+    else:
+        from features.project import project_dir
 
-        from training.registry import log_patron_model, promote
+        out = project_dir(create=True) / "models" / args.model
+    if uri is None:  # no tracking: the artifact only
+        final = res if (res is not None and args.refit_on == "train") else train_model(
+            purchases, args.model, params, None, options=opts,
+            metadata={"data": data_desc, "fit": "all", "split_id": evidence.split_id or None,
+                      "evaluation": {"test_metrics": evidence.metrics}})
+        final.model.save(out)
+        print(f"{args.model}: artifact ({'all purchases' if final is not res else 'training part'}) "
+              f"written to {out}")
+        return 0
+    import mlflow
 
-        tags = {"patron.model": args.model,
-                **{f"patron.{k}": f"{v:.6g}" for k, v in res.flat_metrics().items()}}
-        if sid:
-            tags["patron.split_id"] = sid
-        from training.recovery import process_tags
+    from training.recovery import process_tags
 
-        with mlflow.start_run(experiment_id=exp_id, run_name=f"train-{args.model}",
-                              tags=process_tags()) as run:
-            mlflow.set_tags({"patron.kind": "train", **tags})
-            mlflow.log_params({k: str(v) for k, v in params.items()} | {"model": args.model})
+    with mlflow.start_run(experiment_id=exp_id, run_name=f"train-{args.model}",
+                          tags={**process_tags(), "patron.kind": "train",
+                                "patron.model": args.model}) as run:
+        cfg_params = split_params(args.model, params)
+        from training.pipeline import make_model
+
+        full = {**{f"matrix.{k}": v for k, v in cfg_params[0].model_dump(mode="json").items()},
+                **make_model(args.model, cfg_params[1]).config.to_params()}
+        mlflow.log_params({k: str(v)[:500] for k, v in full.items()} | {"model": args.model})
+        if res is not None:
             mlflow.log_metrics({**res.flat_metrics(), "fit_seconds": res.fit_seconds})
-            _, version = log_patron_model(out, args.register, tags)
-        print(f"MLflow run {run.info.run_id}")
-        if version is not None:
-            print(f"registered {args.register} version {version.version}")
-            if not args.no_promote:
-                p = promote(args.register, version.version, tracking_uri=uri)
-                print(f"promotion: {p.decision} ({p.reason})")
+            evidence.run_id = run.info.run_id
+        rel = release(purchases, args.model, params, evidence, evaluated=res,
+                      refit_on=args.refit_on, register=args.register,
+                      promote_registered=not args.no_promote, tracking_uri=uri, source=args.data,
+                      options=opts, out_dir=out, force=args.force)
+    print(f"artifact written to {out}; MLflow run {run.info.run_id}")
+    if rel.registered:
+        print(f"registered {args.register} version {rel.registered[1]}")
+        if rel.promotion is not None:
+            p = rel.promotion
+            print(f"promotion: {p.decision} ({p.reason})")
     return 0

@@ -40,6 +40,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--no-refit", action="store_true",
                         help="only run trials (an extra worker on a shared study)")
     parser.add_argument("--no-baselines", action="store_true", help="skip the baselines in the table")
+    parser.add_argument("--refit-on", choices=("all", "train"), default="all",
+                        help="the registered model: the best configuration refit on all "
+                        "purchases after its test (all, default) or its training-part fit (train)")
     parser.add_argument("--out", default=None, help="also save the best model's artifact here")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--workers", type=int, default=1,
@@ -77,7 +80,7 @@ def run(args) -> int:
         baselines=() if args.no_baselines else BASELINES, num_threads=args.threads,
         refit=not args.no_refit, progress=not args.no_progress,
         heartbeat=args.heartbeat or None, grace_period=args.grace_period,
-        max_retry=args.max_retry, worker_index=args.worker_index,
+        max_retry=args.max_retry, worker_index=args.worker_index, refit_on=args.refit_on,
     )
     if args.workers > 1:
         from training.workers import preflight, run_workers
@@ -112,7 +115,7 @@ def run(args) -> int:
 
 
 _SUPERVISOR_ONLY = {"workers", "no_refit", "no_progress", "worker_index", "register",
-                    "no_promote", "out", "help", "study"}
+                    "no_promote", "out", "help", "study", "refit_on"}
 
 
 def _worker_argv(args, study: str) -> list[str]:
