@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 
 from features.synthetic import generate_purchases
-from tests.serving_helpers import ROOT, free_port
+from tests.serving_helpers import free_port
 
 pytestmark = pytest.mark.slow
 PATRON = str(Path(sys.executable).with_name("patron"))
