@@ -182,7 +182,7 @@ def log_report_to_mlflow(
     from mlflow import MlflowClient
     from mlflow.entities import Metric, RunTag
 
-    client = MlflowClient(tracking_uri)
+    client = MlflowClient(tracking_uri, tracking_uri)
     exp = client.get_experiment_by_name(experiment_name)
     exp_id = exp.experiment_id if exp else client.create_experiment(
         experiment_name, artifact_location=_artifact_location(tracking_uri or "")

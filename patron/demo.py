@@ -102,11 +102,13 @@ def run_demo(
     _cli("tune", "--data", purchases, "--models", "als,itemknn,ease", "--trials", str(trials),
          "--timeout", str(timeout), "--study", "demo", "--tracking-uri", tracking,
          "--fixed", json.dumps({"ease": {"matrix.min_item_customers": 30}}),
-         "--register", "patron")
+         # the A/B replay below uses the held-out weeks: the served models must not have seen
+         # them (a shop's own loop refits on everything: the default --refit-on all)
+         "--register", "patron", "--refit-on", "train")
 
     _step(4, total, "Train a challenger (own repeat purchases blended with ALS) for the A/B test")
     _cli("train", "--data", purchases, "--model", "blend", "--out", str(wd / "models" / "blend"),
-         "--tracking-uri", tracking, "--register", "patron", "--no-promote")
+         "--tracking-uri", tracking, "--register", "patron", "--no-promote", "--refit-on", "train")
     version = _latest_version(tracking, "patron")
     _cli("promote", "--name", "patron", "--version", version, "--challenger",
          "--tracking-uri", tracking)

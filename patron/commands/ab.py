@@ -38,7 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     an.add_argument("--power", type=float, default=0.8)
     an.add_argument("--alpha", type=float, default=0.05)
     an.add_argument("--report", help="write an HTML report with plots to this folder")
-    an.add_argument("--mlflow", metavar="TRACKING_URI", help="log the report to this MLflow tracking store")
+    an.add_argument("--mlflow", metavar="TRACKING_URI", nargs="?", const="",
+                    help="log the report to MLflow: this tracking store, or with no value the "
+                    "project's (.patron/mlflow.db found from here, or $MLFLOW_TRACKING_URI)")
     an.add_argument("--mlflow-experiment", default="patron-ab")
     an.add_argument("--json", help="also write the analysis as JSON here")
 
@@ -91,10 +93,13 @@ def _analyze(args) -> int:
 
         page = write_report(a, args.report)
         print(f"report: {page}")
-        if args.mlflow:
-            run_id = log_report_to_mlflow(args.report, a, args.mlflow, args.mlflow_experiment)
+        if args.mlflow is not None:
+            from features.project import tracking_uri
+
+            store = tracking_uri(args.mlflow or None)  # never a new store by accident
+            run_id = log_report_to_mlflow(args.report, a, store, args.mlflow_experiment)
             print(f"logged to MLflow run {run_id}")
-    elif args.mlflow:
+    elif args.mlflow is not None:
         print("--mlflow needs --report: nothing logged")
     return 0
 
