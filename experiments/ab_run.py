@@ -34,7 +34,7 @@ __all__ = ["RunResult", "run_ab", "check_loopback", "write_outcomes", "read_outc
 log = logging.getLogger(__name__)
 
 OUTCOME_COLUMNS = [
-    "request_id", "visit_id", "customer_id", "visit_time", "sent_at", "status", "error",
+    "request_id", "visit_id", "visit_time", "sent_at", "status", "error",
     "experiment", "variant", "model_version", "strategy", "items", "item_variants",
     "converted_items", "n_converted", "converted", "revenue",
 ]

@@ -30,6 +30,9 @@ COMMANDS: dict[str, str] = {
     "doctor": "doctor",
     "retrain": "retrain",
     "build": "build",
+    "forget": "forget",
+    "purge": "purge",
+    "keys": "keys",
 }
 
 

@@ -11,22 +11,25 @@ Interleaved lists add ``"teams"``: the variant that contributed each item, in or
 Durability: writers hand records to one thread per process that appends everything queued
 so far in a single ``write`` (O_APPEND) and ``fsync``\\ s once (group commit); a request is
 answered only after its record is on disk. Several worker processes may append to the same
-file. The secret for customer keys comes from ``PATRON_EXPOSURE_SECRET``, else from a key
-file beside the log (``<log>.key``, created once, mode 0600), so keys are stable across
-workers and restarts and the raw id is never written.
+file. The secret for customer keys comes from :mod:`serving.keys` (the environment or an
+owner-only key file outside the log's folder, never beside the log), so keys are stable
+across workers and restarts and the raw id is never written.
+
+Appends hold a shared ``flock`` on the log; :func:`rewrite_log` (``patron forget``,
+``patron purge``) holds the exclusive one while it rewrites the file in place, through a
+complete filtered copy first, so a kill at any moment leaves a log that a re-run repairs.
+``PATRON_EXPOSURE_ROLL=daily`` writes one file per UTC day (``<stem>-YYYY-MM-DD<suffix>``);
+:func:`read_exposures` reads them all when given the base path.
 """
 
 from __future__ import annotations
 
 import asyncio
 import fcntl
-import hashlib
-import hmac
 import json
 import logging
 import os
 import queue
-import secrets
 import threading
 import time
 from collections.abc import Callable
@@ -36,9 +39,11 @@ import pandas as pd
 from pydantic_core import to_json
 
 from features.errors import PatronError
+from serving.keys import SECRET_ENV, KeyRing, customer_key, load_keyring
 
 __all__ = [
-    "ExposureLog", "ExposureLogError", "read_exposures", "customer_key", "load_secret", "COLUMNS",
+    "ExposureLog", "ExposureLogError", "read_exposures", "customer_key", "COLUMNS", "rewrite_log",
+    "log_files", "SECRET_ENV",
 ]
 
 log = logging.getLogger("patron.exposure")
@@ -46,7 +51,6 @@ COLUMNS = [
     "ts", "request_id", "endpoint", "experiment", "variant", "model_version", "strategy",
     "customer_key", "items",
 ]
-SECRET_ENV = "PATRON_EXPOSURE_SECRET"
 
 
 def drain(q: queue.Queue, first) -> tuple[list, bool]:
@@ -65,36 +69,6 @@ def drain(q: queue.Queue, first) -> tuple[list, bool]:
 
 class ExposureLogError(PatronError):
     """The exposure log cannot be written or read."""
-
-
-def customer_key(secret: bytes, customer_id) -> str | None:
-    """Pseudonymous key of a customer id (None for anonymous requests)."""
-    if customer_id is None:
-        return None
-    return hmac.new(secret, str(customer_id).encode(), hashlib.sha256).hexdigest()[:32]
-
-
-def load_secret(log_path: str | os.PathLike) -> bytes:
-    """The HMAC secret: env ``PATRON_EXPOSURE_SECRET``, else ``<log>.key`` (created once)."""
-    env = os.environ.get(SECRET_ENV)
-    if env:
-        return env.encode()
-    key = Path(f"{log_path}.key")
-    key.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        for _ in range(50):  # another worker may be writing it right now
-            data = key.read_bytes().strip()
-            if data:
-                return data
-            time.sleep(0.02)
-        raise ExposureLogError(f"{key}: exposure key file is empty") from None
-    with os.fdopen(fd, "wb") as f:
-        f.write(secrets.token_hex(32).encode())
-        f.flush()
-        os.fsync(f.fileno())
-    return key.read_bytes().strip()
 
 
 def _repair_tail(fd: int, path: Path, chunk: int = 1 << 20) -> None:
@@ -134,22 +108,16 @@ def _repair_tail(fd: int, path: Path, chunk: int = 1 << 20) -> None:
 class ExposureLog:
     """Append-only JSONL with group commit; ``write``/``write_async`` return once durable."""
 
-    def __init__(self, path: str | os.PathLike, secret: bytes | None = None) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        new = not self.path.exists()
-        try:
-            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o640)
-        except OSError as exc:
-            raise ExposureLogError(f"{self.path}: cannot open exposure log ({exc})") from exc
-        if new:
-            dfd = os.open(self.path.parent, os.O_RDONLY)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
-        _repair_tail(self._fd, self.path)
-        self.secret = secret if secret is not None else load_secret(self.path)
+    def __init__(self, path: str | os.PathLike, secret: bytes | None = None,
+                 roll: str | None = None) -> None:
+        self.base = Path(path)
+        self.roll = (roll if roll is not None else os.environ.get("PATRON_EXPOSURE_ROLL", "")).strip().lower()
+        if self.roll not in ("", "daily"):
+            raise ExposureLogError(f"PATRON_EXPOSURE_ROLL must be daily or empty, not {self.roll!r}")
+        self._day = None
+        self._open(self._current_path())
+        self.keyring = KeyRing([secret], "given") if secret is not None else load_keyring(self.base)
+        self.secret = self.keyring.current
         self._q: queue.SimpleQueue = queue.SimpleQueue()
         self._closed = False
         self._merge = True  # write_async may join records of one loop turn (subclasses: no)
@@ -159,22 +127,40 @@ class ExposureLog:
         self._thread = threading.Thread(target=self._run, name="exposure-writer", daemon=True)
         self._thread.start()
 
-    def key(self, customer_id) -> str | None:
-        """:func:`customer_key` with this log's secret (the last 100,000 kept: a returning
-        customer costs a dict look-up, not an HMAC)."""
-        if customer_id is None:
-            return None
+    def _current_path(self) -> Path:
+        if self.roll != "daily":
+            return self.base
+        self._day = time.strftime("%Y-%m-%d", time.gmtime())
+        return self.base.with_name(f"{self.base.stem}-{self._day}{self.base.suffix}")
+
+    def _open(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        new = not path.exists()
         try:
-            cache = self._keys
-        except AttributeError:  # subclasses with their own __init__
-            cache = self._keys = {}
-        k = (type(customer_id), customer_id)
-        out = cache.get(k)
-        if out is None:
-            if len(cache) >= 100_000:
-                cache.clear()
-            out = cache[k] = customer_key(self.secret, customer_id)
-        return out
+            self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o640)
+        except OSError as exc:
+            raise ExposureLogError(f"{path}: cannot open exposure log ({exc})") from exc
+        if new:
+            dfd = os.open(path.parent, os.O_RDONLY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+        _repair_tail(self._fd, path)
+
+    def _roll_if_due(self) -> None:
+        if self.roll == "daily" and time.strftime("%Y-%m-%d", time.gmtime()) != self._day:
+            old = self._fd
+            self._open(self._current_path())
+            os.close(old)
+
+    def key(self, customer_id) -> str | None:
+        """The customer's pseudonymous key with the current secret (cached)."""
+        ring = getattr(self, "keyring", None)
+        if ring is None:  # subclasses that set only a secret
+            ring = self.keyring = KeyRing([self.secret], "given")
+        return ring.key(customer_id)
 
     # ---- writer thread --------------------------------------------------------------
     def _run(self) -> None:
@@ -186,11 +172,16 @@ class ExposureLog:
             data = b"".join(b for b, _ in batch)
             err: BaseException | None = None
             try:
-                view = memoryview(data)
-                while view:
-                    n = os.write(self._fd, view)
-                    view = view[n:]
-                os.fsync(self._fd)
+                self._roll_if_due()
+                fcntl.flock(self._fd, fcntl.LOCK_SH)  # a rewrite (forget, purge) waits for us
+                try:
+                    view = memoryview(data)
+                    while view:
+                        n = os.write(self._fd, view)
+                        view = view[n:]
+                    os.fsync(self._fd)
+                finally:
+                    fcntl.flock(self._fd, fcntl.LOCK_UN)
                 self.batches += 1
                 self.records += sum(getattr(done, "n", 1) for _, done in batch)
             except OSError as exc:
@@ -285,6 +276,57 @@ class ExposureLog:
         os.close(self._fd)
 
 
+def log_files(path: str | os.PathLike) -> list[Path]:
+    """The files of a log: the path itself and its daily files (``<stem>-YYYY-MM-DD<suffix>``)."""
+    p = Path(path)
+    rolled = sorted(p.parent.glob(f"{p.stem}-[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]{p.suffix}"))
+    return ([p] if p.is_file() else []) + rolled
+
+
+def rewrite_log(path: str | os.PathLike, keep) -> int:
+    """Rewrite a JSONL log keeping the records for which ``keep(record)`` is true; returns the
+    number of records removed. Holds the exclusive lock (appenders wait); writes the filtered
+    copy to ``<log>.rewrite`` first, then over the log in place (writers keep their open file),
+    so a kill at any point is repaired by the next call, which finishes from the copy."""
+    p = Path(path)
+    tmp = p.with_name(p.name + ".rewrite")
+    fd = os.open(p, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        if tmp.exists():  # a rewrite was killed mid-copy: the copy is complete, finish it
+            data = tmp.read_bytes()
+            removed = 0
+        else:
+            raw = os.pread(fd, os.fstat(fd).st_size, 0)
+            out, removed = [], 0
+            for line in raw.split(b"\n"):
+                if not line.strip():
+                    continue
+                try:
+                    rec = json.loads(line)
+                except ValueError:
+                    out.append(line)  # not ours to judge: kept as it is
+                    continue
+                if keep(rec):
+                    out.append(line)
+                else:
+                    removed += 1
+            if not removed:
+                return 0
+            data = b"".join(x + b"\n" for x in out)
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+        os.pwrite(fd, data, 0)
+        os.ftruncate(fd, len(data))
+        os.fsync(fd)
+        tmp.unlink()
+        return removed
+    finally:
+        os.close(fd)
+
+
 def read_exposures(path: str | os.PathLike) -> tuple[pd.DataFrame, dict | None]:
     """All complete records of an exposure log, and what could not be read.
 
@@ -299,6 +341,21 @@ def read_exposures(path: str | os.PathLike) -> tuple[pd.DataFrame, dict | None]:
 
         return read_exposures_pg(str(path))
     p = Path(path)
+    files = log_files(p)
+    if files and files != [p]:  # daily files: all of them, in order
+        frames, torn_all = [], None
+        for f in files:
+            df, torn = _read_one(f)
+            frames.append(df)
+            if torn is not None and torn_all is None:
+                torn_all = torn
+            elif torn is not None:
+                torn_all["bad_lines"] += torn["bad_lines"]
+        return pd.concat(frames, ignore_index=True), torn_all
+    return _read_one(p)
+
+
+def _read_one(p: Path) -> tuple[pd.DataFrame, dict | None]:
     try:
         raw = p.read_bytes()
     except OSError as exc:

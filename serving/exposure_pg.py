@@ -25,8 +25,10 @@ import time
 import pandas as pd
 
 from serving.exposure import COLUMNS, SECRET_ENV, ExposureLog, ExposureLogError, drain
+from serving.keys import OLD_ENV, KeyRing
 
-__all__ = ["PgExposureLog", "read_exposures_pg", "is_database_url", "TABLE"]
+__all__ = ["PgExposureLog", "read_exposures_pg", "is_database_url", "TABLE", "pg_keyring",
+           "delete_where_pg"]
 
 log = logging.getLogger("patron.exposure")
 TABLE = "patron_exposures"
@@ -112,6 +114,7 @@ class PgExposureLog(ExposureLog):
             raise ExposureLogError(f"{self.path}: cannot create the exposure table ({msg})") from exc
         env = os.environ.get(SECRET_ENV)
         self.secret = secret if secret is not None else (env.encode() if env else stored)
+        self.keyring = KeyRing([self.secret, *_old_secrets()], "postgres")
         import queue
 
         self._q = queue.SimpleQueue()
@@ -173,6 +176,49 @@ class PgExposureLog(ExposureLog):
         self._thread.join(timeout=10)
         if self._conn is not None:
             self._conn.close()
+
+
+def _old_secrets() -> list[bytes]:
+    return [s.strip().encode() for s in os.environ.get(OLD_ENV, "").split(",") if s.strip()]
+
+
+def pg_keyring(url: str) -> KeyRing:
+    """The secrets that key the table's records: the environment's, else the database's,
+    plus the old ones still to match."""
+    env = os.environ.get(SECRET_ENV)
+    if env:
+        return KeyRing([env.encode(), *_old_secrets()], "env")
+    conn = _connect(url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT to_regclass('patron_exposure_secret')")
+            if cur.fetchone()[0] is None:
+                return KeyRing([b"-"], "none")  # no table yet: nothing was ever keyed
+            cur.execute("SELECT secret FROM patron_exposure_secret WHERE id = 1")
+            row = cur.fetchone()
+    finally:
+        conn.close()
+    return KeyRing([row[0].encode() if row else b"-", *_old_secrets()], "postgres")
+
+
+def delete_where_pg(url: str, keys: set[str] | None = None, before_ts: float | None = None) -> int:
+    """Delete the table's records of these customer keys, or older than ``before_ts``; returns
+    how many (one transaction)."""
+    conn = _connect(url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT to_regclass(%s)", (TABLE,))
+            if cur.fetchone()[0] is None:
+                return 0
+            if keys is not None:
+                cur.execute(f"DELETE FROM {TABLE} WHERE customer_key = ANY(%s)", (sorted(keys),))
+            else:
+                cur.execute(f"DELETE FROM {TABLE} WHERE ts < %s", (float(before_ts),))
+            n = cur.rowcount
+        conn.commit()
+        return n
+    finally:
+        conn.close()
 
 
 def read_exposures_pg(url: str, since: float | None = None) -> tuple[pd.DataFrame, None]:

@@ -245,6 +245,14 @@ class Recommender:
         ok, failed = self.state.load()
         if not self.state.ready:
             log.error("no model could be loaded; /readyz stays 503: %s", failed)
+        elif self.exposure is not None:
+            from serving.keys import weak_id_warning
+
+            for engine in self.state.engines.values():
+                warning = weak_id_warning(engine.art.customers.ids)
+                if warning:
+                    log.warning("%s (exposure keys of %s)", warning, engine.version)
+                    break
         self.gc_info = configure_gc()
         self.state.watch_reloads()
 

@@ -293,10 +293,17 @@ def test_exposure_log_records_keys_and_group_commit(tmp_path):
 
 def test_exposure_secret_file_is_shared_and_stable(tmp_path, monkeypatch):
     monkeypatch.delenv("PATRON_EXPOSURE_SECRET", raising=False)
+    monkeypatch.setenv("PATRON_KEY_FILE", str(tmp_path / "secrets" / "exposure.keys"))
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "e.jsonl.key").write_text("legacy-secret\n")  # an older Patron's
+    a = ExposureLog(tmp_path / "logs" / "e.jsonl")
+    assert a.secret == b"legacy-secret"  # moved, not replaced: keys stay stable
     a = ExposureLog(tmp_path / "e.jsonl")
     b = ExposureLog(tmp_path / "e.jsonl")
     assert a.secret == b.secret and a.key("c1") == b.key("c1")
-    assert oct((tmp_path / "e.jsonl.key").stat().st_mode & 0o777) == "0o600"
+    from serving.keys import key_file  # the secret is kept outside the log's folder
+    assert not (tmp_path / "e.jsonl.key").exists() and not (tmp_path / "logs" / "e.jsonl.key").exists()
+    assert oct(key_file().stat().st_mode & 0o777) == "0o600"
     a.close()
     b.close()
 

@@ -128,6 +128,13 @@ def run(args: argparse.Namespace) -> int:
     out = args.out or str(Path(_DEFAULT_OUT) / Path(str(args.source)).name.split(".")[0])
     result = ingest(args.source, out, config=config, mapping=mapping, strict=args.strict,
                     allow_empty=args.allow_empty)
+    from features.project import project_dir
+    from features.stores import record_store
+
+    project_dir(create=True)  # the project starts with its first ingest
+    record_store("purchases", out)  # patron forget / purge find it here
+    if str(args.source) not in ("completejourney", "online_retail"):
+        record_store("sources", args.source)  # the shop's own files: forget names them
     if args.json:
         print(json.dumps(result.report, indent=2, default=str))
     else:

@@ -61,6 +61,9 @@ def run(args) -> int:
         env["PATRON_EXPERIMENTS"] = str(Path(args.experiments).resolve())
     if args.exposure_log:
         env["PATRON_EXPOSURE_LOG"] = str(Path(args.exposure_log).resolve())
+        from features.stores import record_store
+
+        record_store("exposure_logs", env["PATRON_EXPOSURE_LOG"])  # for patron forget / purge
     if args.gc_mode:
         env["PATRON_GC_MODE"] = args.gc_mode
     if args.workers < 1:
