@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
-"""Set up Patron and run a job, with nothing but Python 3.11 and the package registries.
+"""Set up Patron and run a job, with nothing but Python 3.11-3.13 and the package registries.
 
-    python3.11 dev.py demo     # create .venv, install the lock file, run `patron demo`
-    python3.11 dev.py test     # create .venv, install the lock file, run lint + the tests
-    python3.11 dev.py setup    # only the set-up
+    python3.11 dev.py demo     # create .venv, install requirements.lock, run `patron demo`
+    python3.11 dev.py test     # the same plus the Spark extra (requirements-spark.lock), then
+                               # lint + the tests
+    python3.11 dev.py setup    # only the set-up (add --spark for the Spark extra)
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 BIN = VENV / "bin"
 LOCK = ROOT / "requirements.lock"
+SPARK_LOCK = ROOT / "requirements-spark.lock"  # optional engine: ~480 MB, built from source
 
 
 def sh(*cmd: str | os.PathLike, env: dict | None = None, check: bool = True) -> int:
@@ -29,21 +31,23 @@ def sh(*cmd: str | os.PathLike, env: dict | None = None, check: bool = True) -> 
     return rc
 
 
-def setup() -> None:
-    if sys.version_info[:2] != (3, 11):
-        sys.exit(f"Patron needs Python 3.11 (this is {sys.version.split()[0]})")
+def setup(spark: bool = False) -> None:
+    if not (3, 11) <= sys.version_info[:2] <= (3, 13):
+        sys.exit(f"Patron needs Python 3.11 to 3.13 (this is {sys.version.split()[0]})")
     if not (BIN / "python").exists():
         sh(sys.executable, "-m", "venv", VENV)
     stamp = VENV / ".patron-lock"
-    lock = LOCK.read_text()
-    pyproject = (ROOT / "pyproject.toml").read_text()
-    if stamp.exists() and stamp.read_text() == lock + pyproject:
+    want = LOCK.read_text() + (ROOT / "pyproject.toml").read_text()
+    have = stamp.read_text() if stamp.exists() else ""
+    spark_lock = SPARK_LOCK.read_text()
+    if have in (want, want + spark_lock) and (not spark or have == want + spark_lock):
         return
     if not (BIN / "uv").exists():
         sh(BIN / "python", "-m", "pip", "install", "--quiet", "uv==0.13.9")
-    sh(BIN / "uv", "pip", "install", "--python", BIN / "python", "-r", LOCK)
+    locks = ["-r", LOCK] + (["-r", SPARK_LOCK] if spark else [])
+    sh(BIN / "uv", "pip", "install", "--python", BIN / "python", *locks)
     sh(BIN / "uv", "pip", "install", "--python", BIN / "python", "--no-deps", "-e", ROOT)
-    stamp.write_text(lock + pyproject)
+    stamp.write_text(want + (spark_lock if spark else ""))
 
 
 def test_env() -> dict:
@@ -68,13 +72,13 @@ def ensure_chromium() -> None:
 def main(argv: list[str]) -> int:
     cmd = argv[0] if argv else "help"
     if cmd == "setup":
-        setup()
+        setup(spark="--spark" in argv[1:])
         return 0
     if cmd == "demo":
         setup()
         return sh(BIN / "patron", "demo", *argv[1:], check=False)
     if cmd == "test":
-        setup()
+        setup(spark=True)  # CI tests the Spark engine too
         ensure_chromium()
         env = test_env()
         sh(BIN / "ruff", "check", ".", env=env)

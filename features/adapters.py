@@ -83,6 +83,7 @@ class RawLog:
     defaults: CleanConfig = field(default_factory=CleanConfig)
     source: str = "input"
     input_format: str = "parquet"  # parquet | csv | package
+    reading: dict | None = None  # CSV: delimiter and encoding, and whether they were detected
 
 
 def _cj_dir() -> Path:
@@ -156,7 +157,48 @@ def _open(path: Path):
     return pa.input_stream(str(path), compression=comp)
 
 
-def _columns_of(path: Path, fmt: str) -> list[str]:
+_DELIMITERS = (",", ";", "\t", "|")
+
+
+def sniff_csv(path: Path, fmt: str, sep: str | None = None,
+              encoding: str | None = None) -> dict:
+    """``{"delimiter", "encoding", "detected": [...]}`` of a CSV/TSV file: what was given, else
+    read from its first 64 KiB (UTF-8 when it decodes as UTF-8, else latin-1; the delimiter
+    among , ; tab | that splits the header most, and each of the next lines the same way)."""
+    with _open(path) as f:
+        sample = f.read(1 << 16)
+    detected = []
+    if encoding is None:
+        try:
+            sample[: max(0, len(sample) - 4)].decode("utf-8")
+            encoding = "utf-8"
+        except UnicodeDecodeError:
+            encoding = "latin-1"
+        detected.append("encoding")
+    else:
+        try:
+            "".encode(encoding)
+        except LookupError:
+            raise PatronError(f"--encoding {encoding!r}: unknown encoding") from None
+    text = sample.decode(encoding, errors="replace").lstrip("\ufeff")
+    lines = [ln for ln in text.splitlines()[:20] if ln.strip()]
+    if sep is None:
+        if fmt == "tsv":
+            sep = "\t"
+        else:
+            header = lines[0] if lines else ""
+            counts = {d: header.count(d) for d in _DELIMITERS}
+            best = max(counts.values())
+            cands = [d for d in _DELIMITERS if counts[d] == best and best > 0]
+            consistent = [d for d in cands if all(ln.count(d) == counts[d] for ln in lines[1:6])]
+            sep = (consistent or cands or [","])[0]
+        detected.append("delimiter")
+    if len(sep) != 1:
+        raise PatronError(f"--sep {sep!r}: the delimiter must be one character")
+    return {"delimiter": sep, "encoding": encoding, "detected": detected}
+
+
+def _columns_of(path: Path, fmt: str, reading: dict | None = None) -> list[str]:
     """The file's column names, read from its header or schema only."""
     try:
         if fmt == "parquet":
@@ -165,17 +207,15 @@ def _columns_of(path: Path, fmt: str) -> list[str]:
             return list(pq.read_schema(path).names)
         from pyarrow import csv
 
+        reading = reading or sniff_csv(path, fmt)
         with _open(path) as f:
-            reader = csv.open_csv(f, parse_options=csv.ParseOptions(delimiter=_sep(fmt)),
+            reader = csv.open_csv(f, read_options=csv.ReadOptions(encoding=reading["encoding"]),
+                                  parse_options=csv.ParseOptions(delimiter=reading["delimiter"]),
                                   convert_options=csv.ConvertOptions(
                                       column_types={}, strings_can_be_null=True))
             return [str(c) for c in reader.schema.names]
     except (OSError, ValueError, pa.ArrowException, EOFError) as exc:
         raise _read_error(path, fmt, exc) from exc
-
-
-def _sep(fmt: str) -> str:
-    return "\t" if fmt == "tsv" else ","
 
 
 def _format_of(path: Path) -> str:
@@ -210,7 +250,8 @@ def _id_columns_typed(table: pa.Table, text_columns: tuple[str, ...]) -> pa.Tabl
 
 
 def _read_csv_arrow(
-    path: Path, sep: str, columns: list[str] | None, text_columns: tuple[str, ...]
+    path: Path, sep: str, columns: list[str] | None, text_columns: tuple[str, ...],
+    encoding: str = "utf-8",
 ) -> pd.DataFrame:
     """pyarrow's multi-threaded CSV reader over :func:`_open`'s stream; ``text_columns``
     are read as text (ids keep their form, empty cells are missing) and typed as integers
@@ -223,15 +264,18 @@ def _read_csv_arrow(
         strings_can_be_null=True,
     )
     with _open(path) as f:
-        table = csv.read_csv(f, parse_options=csv.ParseOptions(delimiter=sep),
+        table = csv.read_csv(f, read_options=csv.ReadOptions(encoding=encoding),
+                             parse_options=csv.ParseOptions(delimiter=sep),
                              convert_options=convert)
     return _id_columns_typed(table, text_columns).to_pandas()
 
 
 def read_table(
-    path: str | os.PathLike, columns: list[str] | None = None, text_columns: tuple[str, ...] = ()
+    path: str | os.PathLike, columns: list[str] | None = None, text_columns: tuple[str, ...] = (),
+    reading: dict | None = None,
 ) -> pd.DataFrame:
-    """Read a CSV/TSV/Parquet file (only ``columns`` if given; ``text_columns`` as strings)."""
+    """Read a CSV/TSV/Parquet file (only ``columns`` if given; ``text_columns`` as strings;
+    ``reading``: a CSV's delimiter and encoding, else sniffed)."""
     path = Path(path)
     if not path.exists():
         raise PatronError(f"{path}: no such file")
@@ -239,7 +283,9 @@ def read_table(
     try:
         if fmt == "parquet":
             return pd.read_parquet(path, columns=columns)
-        return _read_csv_arrow(path, _sep(fmt), columns, text_columns)
+        reading = reading or sniff_csv(path, fmt)
+        return _read_csv_arrow(path, reading["delimiter"], columns, text_columns,
+                               reading["encoding"])
     except (OSError, ValueError, pa.ArrowException, pd.errors.ParserError, EOFError) as exc:
         raise _read_error(path, fmt, exc) from exc
 
@@ -260,7 +306,8 @@ def _is_cj_transactions(cols: list[str]) -> bool:
     return set(_CJ_TX) <= set(cols)
 
 
-def load_raw(source: str | os.PathLike, mapping: Mapping[str, str] | None = None) -> RawLog:
+def load_raw(source: str | os.PathLike, mapping: Mapping[str, str] | None = None,
+             sep: str | None = None, encoding: str | None = None) -> RawLog:
     """The raw log of a built-in name or a CSV/Parquet path, mapped to canonical columns.
 
     ``mapping`` is ``{canonical: source_column}``; files with the Online Retail or Complete
@@ -287,7 +334,8 @@ def load_raw(source: str | os.PathLike, mapping: Mapping[str, str] | None = None
             f"{path}: no such file (or a built-in name: completejourney, online_retail)"
         )
     label = str(path)
-    found = _columns_of(path, fmt)
+    reading = sniff_csv(path, fmt, sep, encoding) if fmt != "parquet" else None
+    found = _columns_of(path, fmt, reading)
     defaults = CleanConfig()
     if not mapping and _is_cj_transactions(found) and C.CUSTOMER_ID not in found:
         tx = read_table(path, columns=list(_CJ_TX))
@@ -309,9 +357,9 @@ def load_raw(source: str | os.PathLike, mapping: Mapping[str, str] | None = None
     used = [mapping.get(c, c) for c in mapped_header.columns]
     text = tuple(mapping.get(c, c) for c in (C.CUSTOMER_ID, C.ITEM_ID, C.ORDER_ID)
                  if c in mapped_header.columns)
-    df = read_table(path, columns=list(dict.fromkeys(used)), text_columns=text)
+    df = read_table(path, columns=list(dict.fromkeys(used)), text_columns=text, reading=reading)
     frame = apply_mapping(df, mapping, label)
-    return RawLog(frame, defaults, label, "parquet" if fmt == "parquet" else "csv")
+    return RawLog(frame, defaults, label, "parquet" if fmt == "parquet" else "csv", reading)
 
 
 BUILTIN = ("completejourney", "online_retail")

@@ -36,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from features import columns as C
 from features.errors import SchemaError, ValidationError
-from features.schema import EXTRA_COLUMNS, check_columns
+from features.schema import EXTRA_COLUMNS, LINE_TOTAL, check_columns
 from features.timestamps import (
     NAT,
     TimestampError,
@@ -84,7 +84,7 @@ _COLUMN_OF = {
     "missing_item_id": C.ITEM_ID,
     "missing_customer_id": C.CUSTOMER_ID,
     "bad_quantity": C.QUANTITY,
-    "bad_price": C.PRICE,
+    "bad_price": C.PRICE,  # (or line_total, when the unit price comes from it)
     "cancellation": C.ORDER_ID,
     "return": C.QUANTITY,
     "zero_quantity": C.QUANTITY,
@@ -104,6 +104,14 @@ _MESSAGE = {
     "bad_price": "price is not a number",
 }
 N_EXAMPLES = 5
+
+
+def _column_of(reason: str, raw: pd.DataFrame) -> str | None:
+    """The column a reason is about (``line_total`` for a bad price read from it)."""
+    col = _COLUMN_OF[reason]
+    if col == C.PRICE and C.PRICE not in raw.columns and LINE_TOTAL in raw.columns:
+        return LINE_TOTAL
+    return col
 
 
 class CleanConfig(BaseModel):
@@ -133,6 +141,11 @@ class CleanConfig(BaseModel):
     """Department values whose lines are dropped (reason ``excluded_department``)."""
     drop_nonpositive_price: bool = True
     """Drop lines whose unit price is <= 0 where a price is given (reason ``nonpositive_price``)."""
+    drop_suspected_non_products: bool = False
+    """Drop the items the non-product detector suspects (postage, fees, vouchers: by name, a
+    share of orders no product has, or zero/negative prices), reason ``non_product``. Off by
+    default: they are reported with examples so you can decide, or list them in
+    ``non_product_codes``."""
     drop_duplicates: bool = True
     """Drop exact duplicate lines after the first (reason ``duplicate``)."""
     day_level: bool = False
@@ -495,12 +508,20 @@ def clean_purchases(
     if C.PRICE in raw.columns:
         price, bad = _parse_number(raw[C.PRICE], text.get(C.PRICE), allow_missing=True)
         mark("bad_price", bad)
+    elif LINE_TOTAL in raw.columns:  # unit price = line total / quantity
+        total, bad = _parse_number(raw[LINE_TOTAL], text.get(LINE_TOTAL), allow_missing=True)
+        mark("bad_price", bad)
+        if qty is None:
+            raise SchemaError(f"{source}: a line_total column needs a quantity column to give "
+                              "unit prices (map one with --map quantity=COLUMN)")
+        with np.errstate(divide="ignore", invalid="ignore"):
+            price = np.where(qty != 0, total / qty, np.nan)  # quantity 0: zero_quantity rule
 
     n_invalid = int(np.count_nonzero(code))
     if strict and n_invalid:
         first = int(np.flatnonzero(code)[0])
         reason = REASONS[code[first] - 1]
-        col = _COLUMN_OF[reason]
+        col = _column_of(reason, raw)
         counts = np.bincount(code, minlength=len(REASONS) + 1)
         summary = ", ".join(
             f"{counts[_CODE[r]]} {r}" for r in INVALID_REASONS if counts[_CODE[r]]
@@ -560,6 +581,19 @@ def clean_purchases(
         code[dup] = _CODE["duplicate"]
         first_of = dict(zip(dup[:N_EXAMPLES].tolist(), first[:N_EXAMPLES].tolist(), strict=True))
 
+    # --- items that look like postage, fees or vouchers (any source)
+    suspects = _suspected_non_products(raw, code, text, price)
+    if cfg.drop_suspected_non_products and suspects:
+        d = text.get(C.ITEM_ID) or _Distinct(raw[C.ITEM_ID])
+        ids = np.array([_id_text(u) for u in d.uniques], dtype=object)
+        hit = np.isin(ids, np.array([s["item_id"] for s in suspects], dtype=object))
+        np.putmask(code, (code == 0) & d.take(hit, False), _CODE["non_product"])
+    elif suspects:
+        shown = ", ".join(f"{s['item_id']} {s['name']!r} ({s['why']})" for s in suspects[:5])
+        notes.append(f"{len(suspects)} item(s) look like postage, fees or vouchers, not products: "
+                     f"{shown}; drop them with --drop-suspected-non-products (or list them in "
+                     "--non-product-codes)")
+
     # --- outputs
     keep = code == 0
     rows = np.flatnonzero(keep)
@@ -580,7 +614,7 @@ def clean_purchases(
         out[C.PRICE] = price[keep]
     if C.ORDER_ID in raw.columns:
         out[C.ORDER_ID] = _order_ids(raw[C.ORDER_ID], text.get(C.ORDER_ID), rows)
-    for col in (C.CATEGORY, C.ITEM_NAME, *EXTRA_COLUMNS):
+    for col in (C.CATEGORY, C.ITEM_NAME, *(c for c in EXTRA_COLUMNS if c != LINE_TOTAL)):
         if col in raw.columns:
             d = text.get(col) or _Distinct(raw[col])
             per = np.array([u if isinstance(u, str) else str(u) for u in d.uniques], dtype=object)
@@ -590,6 +624,7 @@ def clean_purchases(
     counts = np.bincount(code, minlength=len(REASONS) + 1)
     rejects = _rejects(raw, code, n_invalid)
     report = _report(raw, code, counts, cfg, source, purchases, first_of)
+    report["suspected_non_products"] = suspects
     report["timestamps"] = reading.as_dict() | {"description": reading.describe()}
     report["warnings"] = notes
     return CleanResult(purchases=purchases, rejects=rejects, report=report)
@@ -611,6 +646,61 @@ def _check_timestamp_share(raw: pd.DataFrame, code: np.ndarray, missing: np.ndar
         f"{cfg.min_date} or in the future), e.g. {ex}; read as {reading.describe()}; give "
         "--date-format (e.g. %d/%m/%Y %H:%M) or --dayfirst/--monthfirst"
     )
+
+
+NON_PRODUCT_NAMES = re.compile(  # the whole name is a fee word (with a usual qualifier)
+    r"^\W*((next|same) day|express|standard|priority|international|dotcom|uk|eu|amazon|"
+    r"manual)?\s*(postage|post|carriage|shipping|delivery|freight|fees?|surcharge|discount|"
+    r"vouchers?|gift ?cards?|coupons?|bank charges?|manual|adjustment|deposit|service charge|"
+    r"handling)(\s+(charges?|fees?|costs?))?\W*$",
+    re.IGNORECASE)
+ORDER_SHARE = 0.2  # an item in at least this share of orders (and 50 orders) is suspect
+
+
+def _suspected_non_products(raw, code, text, price) -> list[dict]:
+    """Items that look like postage, fees or vouchers: their name (or id) says so, they are in
+    an unusually large share of orders, or they have zero/negative prices. Kept lines only;
+    at most 20, most lines first."""
+    kept = code == 0
+    d = text.get(C.ITEM_ID) or _Distinct(raw[C.ITEM_ID])
+    n_items = len(d.uniques)
+    if not kept.any() or n_items == 0:
+        return []
+    codes = d.codes
+    lines = np.bincount(codes[kept & (codes >= 0)], minlength=n_items)
+    why: dict[int, list[str]] = {}
+    names = None
+    if C.ITEM_NAME in raw.columns:
+        dn = text.get(C.ITEM_NAME) or _Distinct(raw[C.ITEM_NAME])
+        first = np.full(n_items, -1, dtype=np.int64)
+        rows = np.flatnonzero(kept & (codes >= 0))
+        first[codes[rows[::-1]]] = rows[::-1]  # the first kept line of each item
+        name_codes = np.where(first >= 0, dn.codes[np.maximum(first, 0)], -1)
+        names = [str(dn.uniques[c]) if c >= 0 else "" for c in name_codes]
+    for i in np.flatnonzero(lines):
+        label = (names[i] if names else "") or _id_text(d.uniques[i])
+        if NON_PRODUCT_NAMES.match(label) or NON_PRODUCT_NAMES.match(_id_text(d.uniques[i])):
+            why.setdefault(int(i), []).append("name")
+    if C.ORDER_ID in raw.columns:
+        od = text.get(C.ORDER_ID) or _Distinct(raw[C.ORDER_ID])
+        ok = kept & (codes >= 0) & (od.codes >= 0)
+        n_orders = len(np.unique(od.codes[ok]))
+        top = np.argsort(-lines)[:20]
+        for i in top[lines[top] > 0]:
+            mine = ok & (codes == i)
+            share = len(np.unique(od.codes[mine])) / max(n_orders, 1)
+            if n_orders >= 50 and share >= ORDER_SHARE:
+                why.setdefault(int(i), []).append(f"in {100 * share:.0f}% of orders")
+    if price is not None:  # mostly priced at zero or below: a fee, a refund, a free sample
+        with np.errstate(invalid="ignore"):
+            bad = (price <= 0) & (codes >= 0)
+        n_bad = np.bincount(codes[bad], minlength=n_items)
+        n_all = np.bincount(codes[codes >= 0], minlength=n_items)
+        for i in np.flatnonzero((n_bad * 2 >= n_all) & (n_all >= 10) & (lines > 0)):
+            why.setdefault(int(i), []).append("mostly zero or negative prices")
+    out = [{"item_id": _id_text(d.uniques[i]), "name": names[i] if names else None,
+            "why": ", ".join(w), "lines": int(lines[i])} for i, w in why.items()]
+    return sorted(out, key=lambda s: -s["lines"])[:20]
 
 
 def _rule_warnings(cfg: CleanConfig, cols: list[str], text: dict) -> list[str]:
@@ -663,7 +753,7 @@ def _rejects(raw: pd.DataFrame, code: np.ndarray, n_invalid: int) -> pd.DataFram
     invalid_codes = [_CODE[r] for r in INVALID_REASONS]
     idx = np.flatnonzero(np.isin(code, invalid_codes)) if n_invalid else np.zeros(0, np.int64)
     reasons = np.array(REASONS, dtype=object)[code[idx] - 1] if len(idx) else np.array([], object)
-    cols = np.array([_COLUMN_OF[r] for r in reasons], dtype=object)
+    cols = np.array([_column_of(r, raw) for r in reasons], dtype=object)
     values = [
         _as_text(raw[c].iloc[i]) for c, i in zip(cols, idx, strict=True)
     ]
@@ -709,7 +799,7 @@ def _report(
         if not dropped[r]:
             continue
         idx = np.flatnonzero(code == _CODE[r])[:N_EXAMPLES]
-        col = _COLUMN_OF[r]
+        col = _column_of(r, raw)
         ex = []
         for i in idx:
             if col is None:  # duplicate

@@ -122,14 +122,18 @@ def clean_source(
     mapping: Mapping[str, str] | None = None,
     strict: bool = False,
     allow_empty: bool = False,
+    sep: str | None = None,
+    encoding: str | None = None,
 ) -> tuple[CleanResult, str]:
     """Load and clean a source; returns the result and the rejects format (parquet|csv).
 
     A source from which no row survives is an error (:class:`ValidationError` with the
     counts per reason) unless ``allow_empty``: a pipeline must not train on nothing."""
-    raw = load_raw(source, mapping)
+    raw = load_raw(source, mapping, sep=sep, encoding=encoding)
     cfg = merge_config(raw.defaults, config)
     result = clean_purchases(raw.frame, cfg, strict=strict, source=raw.source)
+    if raw.reading is not None:
+        result.report["csv"] = raw.reading
     if not allow_empty and result.report["rows_kept"] == 0:
         dropped = {k: v for k, v in result.report["dropped"].items() if v}
         why = ", ".join(f"{v:,} {k}" for k, v in dropped.items()) or "the file has no data rows"
@@ -179,12 +183,14 @@ def ingest(
     mapping: Mapping[str, str] | None = None,
     strict: bool = False,
     allow_empty: bool = False,
+    sep: str | None = None,
+    encoding: str | None = None,
 ) -> CleanResult:
     """Clean ``source`` into ``out_dir``: ``purchases.parquet``, ``report.json`` and the
     rejects file when rows were invalid (``strict`` raises instead and writes nothing; so
     does a source with no usable row unless ``allow_empty``)."""
     out = Path(out_dir)
-    result, fmt = clean_source(source, config, mapping, strict, allow_empty)
+    result, fmt = clean_source(source, config, mapping, strict, allow_empty, sep, encoding)
     out.mkdir(parents=True, exist_ok=True)
     purchases_path = write_purchases(result.purchases, out / PURCHASES_FILE)
     rejects_path = _write_rejects(result.rejects, out, fmt)
@@ -207,8 +213,15 @@ def format_summary(report: dict[str, Any]) -> str:
     def pct(k: int) -> str:
         return f"{100 * k / n_in:5.1f}%" if n_in else "  -  "
 
-    lines = [
-        f"source      {report['source']}",
+    lines = [f"source      {report['source']}"]
+    csv = report.get("csv")
+    if csv:
+        shown = {"\t": "tab", ",": "comma", ";": "semicolon", "|": "pipe"}.get(csv["delimiter"],
+                                                                            repr(csv["delimiter"]))
+        how = (f" (detected: {', '.join(csv['detected'])}; --sep/--encoding to say otherwise)"
+               if csv.get("detected") else "")
+        lines.append(f"read as     {shown}-separated, {csv['encoding']}{how}")
+    lines += [
         f"rows in     {n_in:>12,}",
         f"rows kept   {report['rows_kept']:>12,}  {pct(report['rows_kept'])}",
     ]

@@ -15,8 +15,11 @@ import pandas as pd
 from features import columns as C
 from features.errors import SchemaError
 
-# extra (non-canonical) columns kept through cleaning when present: rules may use them
-EXTRA_COLUMNS = ("department",)
+# extra (non-canonical) columns read when present: ``department`` (rules may use it, kept
+# through cleaning) and ``line_total`` (the price of the whole line, as many POS exports give:
+# unit price = line_total / quantity; not kept)
+LINE_TOTAL = "line_total"
+EXTRA_COLUMNS = ("department", LINE_TOTAL)
 
 __all__ = [
     "EXTRA_COLUMNS",

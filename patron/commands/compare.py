@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 
+from patron.commands import add_map_argument
+
 HELP = "compare models offline: metrics with bootstrap intervals, paired differences vs a reference"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, help="purchases: clean parquet, raw log, completejourney or online_retail")
+    add_map_argument(parser)
     parser.add_argument("--models", required=True,
                         help="comma-separated: model names (als,itemknn,popularity,...), artifact:PATH, models:/NAME@ALIAS")
     parser.add_argument("--reference", help="model the others are compared with (default: the first)")
@@ -26,9 +29,9 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from experiments.compare import compare, format_compare
-    from features.ingest import load_dataset
+    from patron.commands import load_data
 
-    purchases = load_dataset(args.data)
+    purchases = load_data(args)
     res = compare(
         purchases, args.models, reference=args.reference, k=args.k,
         holdout_days=args.holdout_days, n_boot=args.n_boot, seed=args.seed,

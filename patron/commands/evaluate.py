@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from patron.commands import add_map_argument
+
 HELP = "split purchases, fit models, report top-K metrics in 'new' and 'repeat' modes"
 DEFAULT_MODELS = "popularity,recent_popularity,repeat_buy"
 
@@ -23,6 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--data", help="completejourney | online_retail | path to a purchase file "
         "(not needed with --train/--test)",
     )
+    add_map_argument(parser)
     split = parser.add_mutually_exclusive_group()
     split.add_argument("--holdout-days", type=int, metavar="N",
                        help="hold out the last N days for everyone (default 28)")
@@ -67,9 +70,10 @@ def run(args: argparse.Namespace) -> int:
     else:
         if not args.data:
             raise PatronError("give --data (or --train and --test)")
-        from features.ingest import load_dataset
 
-        purchases = load_dataset(args.data)
+        from patron.commands import load_data
+
+        purchases = load_data(args)
         if args.last_basket:
             split = split_last_basket(purchases)
         elif args.cutoff:

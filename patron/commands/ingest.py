@@ -33,6 +33,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--strict", action="store_true",
         help="fail on the first invalid row instead of writing it to the rejects file",
     )
+    parser.add_argument("--sep", metavar="CHAR",
+                        help="CSV delimiter (default: detected from the header: , ; tab |)")
+    parser.add_argument("--encoding", metavar="NAME",
+                        help="text encoding of a CSV (default: utf-8 when it decodes as UTF-8, "
+                        "else latin-1)")
     parser.add_argument(
         "--allow-empty", action="store_true",
         help="write an empty result when no row survives (default: that is an error, exit 2)",
@@ -51,6 +56,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     ):
         rules.add_argument(flag, dest=field, action="store_false", default=None,
                            help=f"keep {what}")
+    rules.add_argument("--drop-suspected-non-products", dest="drop_suspected_non_products",
+                       action="store_true", default=None,
+                       help="drop the items the report suspects are postage, fees or vouchers "
+                       "(default: keep them and warn)")
     rules.add_argument("--cancel-prefixes", type=_list, metavar="P1,P2",
                        help="order-id prefixes marking cancellations (Online Retail: C)")
     rules.add_argument("--non-product-codes", type=_list, metavar="CODE,...",
@@ -85,7 +94,7 @@ _RULE_FIELDS = (
     "drop_cancellations", "drop_returns", "drop_zero_quantity", "drop_guests",
     "drop_non_products", "drop_nonpositive_price", "drop_duplicates", "cancel_prefixes",
     "non_product_codes", "non_product_pattern", "exclude_categories", "exclude_departments",
-    "day_level", "date_format", "dayfirst", "min_date",
+    "day_level", "date_format", "dayfirst", "min_date", "drop_suspected_non_products",
 )
 
 
@@ -127,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
     config = _config(args)
     out = args.out or str(Path(_DEFAULT_OUT) / Path(str(args.source)).name.split(".")[0])
     result = ingest(args.source, out, config=config, mapping=mapping, strict=args.strict,
-                    allow_empty=args.allow_empty)
+                    allow_empty=args.allow_empty, sep=args.sep, encoding=args.encoding)
     from features.project import project_dir
     from features.stores import record_store
 

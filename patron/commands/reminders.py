@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 
+from patron.commands import add_map_argument
+
 HELP = "items each customer is due to buy again within N days; --evaluate on a held-out window"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True,
                         help="completejourney | online_retail | path to a purchase file")
+    add_map_argument(parser)
     parser.add_argument("--cutoff", metavar="DATE",
                         help="issue reminders as of DATE (purchases before it); default the day "
                         "after the last purchase, or with --evaluate the start of the last "
@@ -50,7 +53,6 @@ def run(args: argparse.Namespace) -> int:
         reminders,
     )
     from features.errors import PatronError
-    from features.ingest import load_dataset
 
     try:
         config = ReminderConfig(horizon_days=args.horizon_days, min_purchases=args.min_purchases,
@@ -63,7 +65,9 @@ def run(args: argparse.Namespace) -> int:
         raise PatronError(f"--out {args.out}: use a .csv or .parquet file name")
     key = C.ITEM_ID if args.level == "item" else C.CATEGORY
     t0 = time.perf_counter()
-    purchases = load_dataset(args.data)
+    from patron.commands import load_data
+
+    purchases = load_data(args)
     t_load = time.perf_counter() - t0
     t1 = time.perf_counter()
     with warnings.catch_warnings():

@@ -3,12 +3,15 @@ compare on the newest holdout, register, promote through the guard, tell service
 
 from __future__ import annotations
 
+from patron.commands import add_map_argument
+
 HELP = "retrain the champion on the newest data; promote it if it holds up; reload services"
 
 
 def add_arguments(parser) -> None:
     parser.add_argument("--data", required=True,
                         help="the newest purchases: completejourney | online_retail | a path")
+    add_map_argument(parser)
     parser.add_argument("--name", default="patron", help="registered model (default patron)")
     parser.add_argument("--tune", action="store_true",
                         help="re-tune instead of refitting the champion's configuration")
@@ -39,7 +42,6 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from patron.commands.train import _params
     from training.models.base import TrainingOptions
-    from training.pipeline import load_purchases
     from training.retrain import retrain
 
     settings = None
@@ -50,7 +52,9 @@ def run(args) -> int:
                                 n_trials=args.trials, metric=args.metric, mode=args.mode,
                                 holdout_days=args.holdout_days, log_model=False,
                                 progress=False, seed=args.seed)
-    purchases = load_purchases(args.data)
+    from patron.commands import load_data
+
+    purchases = load_data(args)
     if settings is not None and settings.models is None:
         from training.retrain import champion_config
         from training.tracking import resolve_tracking_uri

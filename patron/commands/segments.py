@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 
+from patron.commands import add_map_argument
+
 HELP = "RFM + value/named segments, NES lifecycle stages, win-back list; tables, summary and a PNG"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True,
                         help="completejourney | online_retail | path to a purchase file")
+    add_map_argument(parser)
     parser.add_argument("--reference-date", metavar="DATE",
                         help="analyse as of DATE (purchases before it); default the day after "
                         "the last purchase")
@@ -93,7 +96,6 @@ def run(args: argparse.Namespace) -> int:
         summarize,
     )
     from features.errors import PatronError
-    from features.ingest import load_dataset
 
     try:
         config = CustomerConfig(
@@ -104,7 +106,9 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise PatronError(f"bad setting: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}") from None
     t0 = time.perf_counter()
-    purchases = load_dataset(args.data)
+    from patron.commands import load_data
+
+    purchases = load_data(args)
     t_load = time.perf_counter() - t0
     recs = None
     if args.recs:

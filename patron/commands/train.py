@@ -6,12 +6,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from patron.commands import add_map_argument
+
 HELP = "train one model with given params; write its artifact, optionally register it"
 
 
 def add_arguments(parser) -> None:
     parser.add_argument("--data", required=True,
                         help="completejourney | online_retail | path to a purchase log")
+    add_map_argument(parser)
     parser.add_argument("--model", default="als", help="model name (default als)")
     parser.add_argument("--engine", choices=("implicit", "spark"), default="implicit",
                         help="ALS engine: implicit (default) or spark (Spark MLlib; needs the "
@@ -65,7 +68,6 @@ def run(args) -> int:
     from training.models.base import TrainingOptions
     from training.pipeline import (
         data_description,
-        load_purchases,
         split_id,
         split_params,
         train_model,
@@ -87,7 +89,9 @@ def run(args) -> int:
         from training.tracking import setup_mlflow
 
         uri, exp_id = setup_mlflow(args.tracking_uri, args.experiment)
-    purchases = load_purchases(args.data)
+    from patron.commands import load_data
+
+    purchases = load_data(args)
     data_desc = data_description(purchases, args.data)
     opts = TrainingOptions(seed=args.seed, num_threads=args.threads)
     from training.release import Evidence, baseline_evidence, baselines_on, release

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import json
 
+from patron.commands import add_map_argument
+
 HELP = "tune models with Optuna (tracked in MLflow), refit the best, optionally register it"
 
 
 def add_arguments(parser) -> None:
     parser.add_argument("--data", required=True,
                         help="completejourney | online_retail | path to a purchase log")
+    add_map_argument(parser)
     parser.add_argument("--models", default="als,itemknn",
                         help="comma-separated: als,bpr,itemknn,ease,blend (default als,itemknn)")
     parser.add_argument("--trials", type=int, default=20, help="trials per model this run (default 20)")
@@ -61,7 +64,6 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     from features.errors import PatronError
-    from training.pipeline import load_purchases
     from training.tune import BASELINES, TuneSettings, tune
 
     fixed = {}
@@ -90,7 +92,9 @@ def run(args) -> int:
         settings.n_trials = 0  # the workers ran the trials; retries of lost ones run here
     elif args.workers < 1:
         raise PatronError("--workers must be at least 1")
-    purchases = load_purchases(args.data)
+    from patron.commands import load_data
+
+    purchases = load_data(args)
     result = tune(purchases, settings, tracking_uri=args.tracking_uri, experiment=args.experiment,
                   register=args.register, source=args.data, out_dir=args.out,
                   promote_registered=not args.no_promote)
@@ -134,6 +138,9 @@ def _worker_argv(args, study: str) -> list[str]:
         flag = action.option_strings[-1]
         if isinstance(action, argparse._StoreTrueAction):
             out.append(flag)
+        elif isinstance(action, argparse._AppendAction):
+            for v in value or ():
+                out += [flag, str(v)]
         else:
             out += [flag, str(value)]
     return out
