@@ -102,11 +102,11 @@ def bodies_for(model_path: str, n_bodies: int = 400, seed: int = 0) -> dict[str,
             for _ in range(n_bodies)],
         "recommend_batch32": [
             d({"customer_ids": rng.sample(cust, 32), "n": 10}) for _ in range(50)],
-        "similar_items": [d({"item_id": item(int(rng.choice(pop))), "n": 10})
+        "similar_items": [d({"item_ids": [item(int(rng.choice(pop)))], "n": 10})
                           for _ in range(n_bodies)],
         "cross_sell": [d({"item_ids": [item(int(rng.choice(xs)))], "n": 10})
                        for _ in range(n_bodies)],
-        "up_sell": [d({"item_id": item(int(rng.choice(priced))), "n": 10})
+        "up_sell": [d({"item_ids": [item(int(rng.choice(priced)))], "n": 10})
                     for _ in range(n_bodies)],
     }
 

@@ -22,7 +22,16 @@ from features.errors import PatronError
 DEMO_EXPERIMENT = "home_recs"
 
 
+_LAST: list[float] = []  # when the running step started
+
+
 def _step(n: int, total: int, title: str) -> None:
+    now = time.monotonic()
+    if _LAST:
+        print(f"(step {n - 1} took {now - _LAST[0]:.0f} s)", flush=True)
+        _LAST[0] = now
+    else:
+        _LAST.append(now)
     bar = "=" * 78
     print(f"\n{bar}\n[{n}/{total}] {title}\n{bar}", flush=True)
 
@@ -132,8 +141,16 @@ def run_demo(
     cmd = [sys.executable, "-m", "patron.cli", "serve", "--port", str(port),
            "--experiments", str(config), "--exposure-log", str(exposure_log),
            "--tracking-uri", tracking]
-    print("$ " + " ".join(cmd[2:]), flush=True)
+    print("$ patron " + " ".join(cmd[3:]), flush=True)
     proc = subprocess.Popen(cmd, start_new_session=True)
+
+    def _stop(signum, frame):  # SIGTERM (or SIGHUP) stops what the demo started, then the demo
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGHUP, _stop)
     try:
         _wait_ready(url, proc)
         from experiments.ab_analyze import analyze
@@ -150,10 +167,11 @@ def run_demo(
                               title="Demo: champion vs challenger on The Complete Journey")
         print(analysis.text())
         print(f"\nA/B report: {report}")
+        print(f"(step {total} took {time.monotonic() - _LAST[0]:.0f} s)" if _LAST else "")
         print(f"\nDemo finished in {time.monotonic() - t0:.0f} s.")
         print("See every run, the Optuna plots and the registered champion in MLflow:\n"
               f"  .venv/bin/mlflow ui --backend-store-uri {tracking}")
-        print(f"\nThe champion is being served at {url} (docs at {url}/docs, widget at {url}/widget).")
+        print(f"\nThe champion is being served at {url} (API docs at {url}/, widget at {url}/widget).")
         print("Try:\n"
               f"  curl -s -X POST {url}/recommend -H 'content-type: application/json' "
               "-d '{\"customer_id\": \"1\", \"n\": 5}'")

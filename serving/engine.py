@@ -321,6 +321,9 @@ class Engine:
         self.tiers = np.full(n, np.nan, dtype=np.float64)
         self.tier_labels: dict[int, str] = {}
         self.names: list[str | None] = [None] * n
+        self.price_list: list[float | None] = [None] * n
+        self.images: list[str | None] = [None] * n
+        self.links: list[str | None] = [None] * n
         if table is None or "item_id" not in table.columns or len(table) == 0:
             return
         idx = self.art.items.index_of(table["item_id"].to_numpy(), missing="ignore")
@@ -351,6 +354,15 @@ class Engine:
                     vals = tier.astype(str).str.lower().map(order).to_numpy(float)
                     self.tier_labels = {v: k for k, v in order.items()}
             self.tiers[idx] = vals
+        if "price" in t.columns:
+            self.price_list = [None if not np.isfinite(v) else round(float(v), 2)
+                               for v in self.prices.tolist()]
+        for col, target in (("image_url", self.images), ("image", self.images),
+                            ("url", self.links), ("item_url", self.links)):
+            if col in t.columns:
+                vals = t[col].astype("string").fillna("").to_numpy()
+                for i, v in zip(idx.tolist(), vals.tolist(), strict=True):
+                    target[i] = v or target[i]
         if "item_name" in t.columns:
             names = t["item_name"].astype("string").fillna("").to_numpy()
             for i, nm in zip(idx.tolist(), names.tolist(), strict=True):
@@ -652,26 +664,38 @@ class Engine:
                 results[i] = Result(pop.items, pop.scores, list(pop.reasons), pop.strategy)
         return results, warnings
 
-    def similar(self, item_id, n: int = 10, filters: Filters | None = None) -> Result:
-        warnings: list[str] = []
-        rows, unknown = self.item_rows([item_id])
+    def _known_items(self, item_ids, warnings: list[str]) -> np.ndarray:
+        """Indices of the known ``item_ids``; unknown ones warned about; none known: KeyError."""
+        ids = [item_ids] if not isinstance(item_ids, list | tuple) else list(item_ids)
+        rows, unknown = self.item_rows(ids)
+        if not len(rows):
+            raise KeyError(f"item_ids: no known item among {_shown(ids)}")
         if unknown:
-            raise KeyError(f"item_id: unknown item {short(item_id)!r}")
+            warnings.append(f"item_ids: unknown item ids ignored {_shown(unknown)}")
+        return rows
+
+    def similar(self, item_ids, n: int = 10, filters: Filters | None = None) -> Result:
+        """Items most similar to any of ``item_ids`` (an id or a list), those left out."""
+        warnings: list[str] = []
+        rows = self._known_items(item_ids, warnings)
         i = int(rows[0])
         if self.Yn is not None:
-            s = self.Yn[i] @ self.Yn.T
+            s = (self.Yn[rows] @ self.Yn.T).max(axis=0)
         else:
-            s = scoring.item_similarity(self.art, rows)[0]
+            s = scoring.item_similarity(self.art, rows).max(axis=0)
         s = np.asarray(s, dtype=np.float32).copy()
-        s[i] = NEG_INF
+        s[rows] = NEG_INF
         allowed = self.mask(filters, warnings)
         if allowed is not None:
             s[~allowed] = NEG_INF
         items, scores = self._top(s, n)
         keep = scores > 0
         items, scores = items[keep], scores[keep]
-        label = self.item_label(i)
-        return Result(items, scores, [f"similar to {label}"] * len(items), "similar", warnings)
+        if len(rows) == 1:
+            reasons = [f"similar to {self.item_label(i)}"] * len(items)
+        else:
+            reasons = self._similar_reasons(self._best_sources(rows, items))
+        return Result(items, scores, reasons, "similar", warnings)
 
     def _personal(self, customer_id, cands: np.ndarray, warnings: list[str]) -> np.ndarray | None:
         """The customer's model scores for ``cands`` (None: no or unknown customer)."""
@@ -779,13 +803,26 @@ class Engine:
         return Result(cands[top], vals, reasons, strategy, warnings)
 
     def up_sell(
-        self, item_id, n: int = 10, *, customer_id=None, filters: Filters | None = None
+        self, item_ids, n: int = 10, *, customer_id=None, filters: Filters | None = None
     ) -> Result:
-        """Same category, higher price tier (never cheaper), most similar first."""
+        """Same category, higher price tier (never cheaper), most similar first; for several
+        items, the upgrades of each, best first (each candidate once)."""
         warnings: list[str] = []
-        rows, unknown = self.item_rows([item_id])
-        if unknown:
-            raise KeyError(f"item_id: unknown item {short(item_id)!r}")
+        rows = self._known_items(item_ids, warnings)
+        if len(rows) > 1:
+            parts = [self.up_sell([self.item_id(int(r))], n, customer_id=customer_id,
+                                  filters=filters) for r in rows]
+            items = np.concatenate([p.items for p in parts]) if parts else np.empty(0, np.int64)
+            scores = np.concatenate([p.scores for p in parts]) if parts else np.empty(0, np.float32)
+            reasons = [r for p in parts for r in p.reasons]
+            order = np.argsort(-scores, kind="stable")
+            _, first = np.unique(items[order], return_index=True)
+            take = order[np.sort(first)][:n]
+            take = take[np.argsort(-scores[take], kind="stable")]
+            strategy = parts[0].strategy if parts else "up_sell"
+            warnings += [w for p in parts for w in p.warnings if w not in warnings]
+            return Result(items[take], scores[take], [reasons[k] for k in take.tolist()],
+                          strategy, warnings)
         i = int(rows[0])
         cat, price, tier = self.category_codes[i], self.prices[i], self.tiers[i]
         if cat < 0 or not np.isfinite(price):

@@ -51,6 +51,9 @@ class Item(BaseModel):
     item_id: Id
     score: float
     name: str | None = Field(None, description="item name from the model's item table")
+    price: float | None = Field(None, description="typical unit price from the item table")
+    image: str | None = Field(None, description="image URL, when the item table has one")
+    url: str | None = Field(None, description="product page URL, when the item table has one")
     reason: str | None = Field(None, description='e.g. "bought with X", "similar to Y"')
     variant: str | None = Field(None, description="interleaving: the variant that contributed it")
 

@@ -71,6 +71,16 @@ LIMITS = SETTINGS.limits
 compat.apply(LIMITS.header_seconds)
 N = Annotated[int, Field(ge=1, le=MAX_N, description=f"list length, 1..{MAX_N}")]
 ContextItems = Annotated[list[Id], Field(max_length=LIMITS.context_items)]
+ItemIds = Annotated[list[Id], Field(min_length=1, max_length=LIMITS.item_ids,
+                                    description="the item(s) the list is about")]
+
+
+def _item_ids(item_ids, item_id):
+    """One shape for every item endpoint: ``item_ids`` (a list), or ``item_id`` for one."""
+    if (item_ids is None) == (item_id is None):
+        return _error(400, "item_ids: give item_ids (a list) or item_id (one), not both or neither",
+                      "item_ids")
+    return item_ids if item_ids is not None else [item_id]
 
 _STATE: ServingState | None = None  # this worker's state, for the plain starlette routes
 _EXPOSURE: ExposureLog | None = None  # this worker's exposure log, for /info
@@ -158,7 +168,7 @@ def _items(engine: Engine, res: Result, variants: list[str] | None = None) -> li
     """The :class:`~serving.schemas.Item` fields of a result's items, as dicts."""
     ids = engine.item_ids[res.items].tolist()
     scores = np.asarray(res.scores, dtype=np.float64).tolist()
-    names = engine.names
+    names, prices, images, links = engine.names, engine.price_list, engine.images, engine.links
     reasons = res.reasons
     nr = len(reasons)
     return [
@@ -166,6 +176,9 @@ def _items(engine: Engine, res: Result, variants: list[str] | None = None) -> li
             "item_id": i,
             "score": s,
             "name": names[j],
+            "price": prices[j],
+            "image": images[j],
+            "url": links[j],
             "reason": reasons[k] if k < nr else None,
             "variant": variants[k] if variants else None,
         }
@@ -356,9 +369,10 @@ class Recommender:
             _, r, pos = by[t]
             k = pos[i]
             e = by[t][0]
-            items.append({"item_id": i, "score": float(r.scores[k]),
-                          "name": e.names[int(r.items[k])], "reason": r.reasons[k],
-                          "variant": t})
+            j = int(r.items[k])
+            items.append({"item_id": i, "score": float(r.scores[k]), "name": e.names[j],
+                          "price": e.price_list[j], "image": e.images[j], "url": e.links[j],
+                          "reason": r.reasons[k], "variant": t})
         version = f"{va}={ea.version},{vb}={eb.version}"
         strategy = ra.strategy if ra.strategy == rb.strategy else f"{ra.strategy}|{rb.strategy}"
         warnings = list(dict.fromkeys(ra.warnings + rb.warnings))
@@ -455,22 +469,28 @@ class Recommender:
     @bentoml.api
     async def similar_items(
         self,
-        item_id: Id,
+        item_ids: ItemIds | None = None,
+        item_id: Id | None = None,
         n: N = 10,
         filters: Filters | None = None,
         experiment: Name = "default",
         customer_id: Id | None = None,
     ) -> RecommendResponse:
-        """Items most similar to ``item_id`` (in the model's item space)."""
+        """Items most similar to any of ``item_ids`` (in the model's item space); ``item_id``
+        is accepted for one item."""
+        ids = _item_ids(item_ids, item_id)
+        if isinstance(ids, JSONResponse):
+            return ids
         return await self._serve_list(
             "similar_items", experiment, customer_id,
-            lambda e: e.similar(item_id, n, filters=filters),
+            lambda e: e.similar(ids, n, filters=filters),
         )
 
     @bentoml.api
     async def cross_sell(
         self,
-        item_ids: Annotated[list[Id], Field(min_length=1, max_length=LIMITS.item_ids)],
+        item_ids: ItemIds | None = None,
+        item_id: Id | None = None,
         n: N = 10,
         customer_id: Id | None = None,
         include_substitutes: bool = False,
@@ -479,11 +499,14 @@ class Recommender:
     ) -> RecommendResponse:
         """Complements of an item or basket (bought in the same orders far more often than
         chance); same-category substitutes left out unless asked; personalised with a
-        customer."""
+        customer. ``item_id`` is accepted for one item."""
+        ids = _item_ids(item_ids, item_id)
+        if isinstance(ids, JSONResponse):
+            return ids
         return await self._serve_list(
             "cross_sell", experiment, customer_id,
             lambda e: e.cross_sell(
-                item_ids, n, customer_id=customer_id,
+                ids, n, customer_id=customer_id,
                 include_substitutes=include_substitutes, filters=filters,
             ),
         )
@@ -491,16 +514,21 @@ class Recommender:
     @bentoml.api
     async def up_sell(
         self,
-        item_id: Id,
+        item_ids: ItemIds | None = None,
+        item_id: Id | None = None,
         n: N = 10,
         customer_id: Id | None = None,
         filters: Filters | None = None,
         experiment: Name = "default",
     ) -> RecommendResponse:
-        """Same category, higher price tier, similar to the item; never a cheaper one."""
+        """Same category, higher price tier, similar to the item; never a cheaper one.
+        ``item_id`` is accepted for one item."""
+        ids = _item_ids(item_ids, item_id)
+        if isinstance(ids, JSONResponse):
+            return ids
         return await self._serve_list(
             "up_sell", experiment, customer_id,
-            lambda e: e.up_sell(item_id, n, customer_id=customer_id, filters=filters),
+            lambda e: e.up_sell(ids, n, customer_id=customer_id, filters=filters),
         )
 
     @bentoml.api

@@ -68,6 +68,7 @@ def shop(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("privacy")
     shop = tmp / "shop"
     (shop / "logs").mkdir(parents=True)
+    (shop / ".patron").mkdir()  # this folder is the project, whatever lies above it
     p = generate_purchases(n_customers=200, n_items=80, n_days=150, seed=5).purchases
     p["customer_id"] = p["customer_id"].map(lambda c: f"shopper-{int(c):04d}")
     (tmp / "exports").mkdir()  # the shop's own export, outside the project: not Patron's to edit

@@ -43,6 +43,9 @@ def project(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("loop")
     shop = tmp / "shop"
     (shop / "reports").mkdir(parents=True)
+    # the project root, as the first ingest in a fresh folder makes it: a .patron/ in some
+    # folder above (a user's home, /tmp) must not swallow this project
+    (shop / ".patron").mkdir()
     p = generate_purchases(n_customers=300, n_items=120, n_days=180, seed=3).purchases
     p.to_csv(shop / "all.csv", index=False)
     cut = p["timestamp"].max() - pd.Timedelta(days=28)

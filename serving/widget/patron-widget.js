@@ -3,6 +3,8 @@
    api (base URL, default same origin), endpoint (recommend | cross_sell | up_sell |
    similar_items), customer-id, item-id (comma-separated for a basket), n, title. */
 (function () {
+  var TITLES = {recommend: "Recommended for you", cross_sell: "Bought together",
+                up_sell: "Upgrade", similar_items: "Similar items"};
   "use strict";
 
   function settings(el) {
@@ -21,15 +23,14 @@
       customerId: get("customer-id"),
       itemIds: itemId ? itemId.split(",") : [],
       n: parseInt(get("n") || "6", 10),
-      title: get("title") || (endpoint === "recommend" ? "Guess you like" : "Goes well with")
+      title: get("title") || TITLES[endpoint] || "Recommended for you"
     };
   }
 
   function body(s) {
     var b = { n: s.n };
     if (s.customerId) b.customer_id = s.customerId;
-    if (s.endpoint === "cross_sell") b.item_ids = s.itemIds;
-    else if (s.endpoint === "up_sell" || s.endpoint === "similar_items") b.item_id = s.itemIds[0];
+    if (s.endpoint !== "recommend") b.item_ids = s.itemIds;  // one shape for item endpoints
     else if (s.itemIds.length) b.context_items = s.itemIds;
     return b;
   }
@@ -43,14 +44,32 @@
     ul.className = "patron-items";
     ul.setAttribute("data-strategy", data.strategy || "");
     ul.setAttribute("data-variant", data.variant || "");
+    var seen = {};  // one card per name: variants of one product are not two suggestions
     (data.items || []).forEach(function (it) {
+      var label = it.name || ("Item " + it.item_id);
+      if (seen[label]) return;
+      seen[label] = true;
       var li = document.createElement("li");
       li.className = "patron-item";
       li.setAttribute("data-item-id", String(it.item_id));
-      var name = document.createElement("div");
+      if (it.image) {
+        var img = document.createElement("img");
+        img.src = it.image;
+        img.alt = label;
+        img.className = "patron-image";
+        li.appendChild(img);
+      }
+      var name = document.createElement(it.url ? "a" : "div");
       name.className = "patron-name";
-      name.textContent = it.name || ("Item " + it.item_id);
+      name.textContent = label;
+      if (it.url) name.href = it.url;
       li.appendChild(name);
+      if (it.price !== null && it.price !== undefined) {
+        var p = document.createElement("div");
+        p.className = "patron-price";
+        p.textContent = Number(it.price).toFixed(2);
+        li.appendChild(p);
+      }
       if (it.reason) {
         var r = document.createElement("div");
         r.className = "patron-reason";

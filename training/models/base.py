@@ -89,6 +89,11 @@ class Recommender(ABC):
 
     # -- shared ------------------------------------------------------------------
     def fit(self, data: InteractionMatrix, callback: FitCallback | None = None) -> Recommender:
+        if not isinstance(data, InteractionMatrix):
+            raise PatronError(
+                f"{self.name}.fit takes an InteractionMatrix, not a {type(data).__name__}: build "
+                "one with features.matrix.build_interactions(purchases), or train straight from "
+                "a purchases DataFrame with patron.train(purchases, model=...)")
         if data.n_customers == 0 or data.n_items == 0 or data.matrix.nnz == 0:
             raise PatronError(
                 f"{self.name}: cannot fit on an empty interaction matrix "
