@@ -258,7 +258,7 @@ def test_registered_model_loads_in_a_fresh_venv_with_only_what_it_declares(proje
     assert r.returncode == 0, r.stderr[-2000:]
     code = ("import mlflow, pandas as pd\n"
             "m = mlflow.pyfunc.load_model('models:/patron@champion')\n"
-            "print(len(m.predict(pd.DataFrame({'customer_id': [1, 2], 'n': [3, 3]}))))\n")
+            "print(len(m.predict(pd.DataFrame({'customer_id': ['1', 2], 'n': [3, 3]}))))\n")  # text or number
     env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "MLFLOW_TRACKING_URI": uri,
            "MLFLOW_DISABLE_TELEMETRY": "true"}
     r = subprocess.run([str(venv / "bin" / "python"), "-c", code], cwd=tmp_path, env=env,

@@ -45,7 +45,10 @@ class PatronPyfunc(mlflow.pyfunc.PythonModel):
         excl_col = df.get("exclude_bought")
         exclude = (np.ones(len(df), bool) if excl_col is None
                    else excl_col.fillna(True).astype(bool).to_numpy())
-        rows = art.customers.index_of(df[C.CUSTOMER_ID].to_numpy(), missing="ignore")
+        ids = df[C.CUSTOMER_ID]
+        if art.customers.is_numeric:  # "1" and 1 are one customer of an integer-id model
+            ids = pd.to_numeric(ids.astype(str).str.strip(), errors="coerce")
+        rows = art.customers.index_of(ids.to_numpy(), missing="ignore")
         k = int(n.max()) if len(n) else 0
         known = rows >= 0
         scores = np.empty((len(rows), art.n_items), dtype=np.float32)

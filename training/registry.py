@@ -40,14 +40,17 @@ class RegistryError(PatronError):
 
 
 def signature_for(art: ModelArtifact):
-    """Input ``customer_id`` (+ optional ``n``, ``exclude_bought``); output the ranked list."""
+    """Input ``customer_id`` (+ optional ``n``, ``exclude_bought``); output the ranked list.
+    The input id may be text or a number either way ("1" and 1 name the same customer of an
+    integer-id model, as in the service); the output keeps the model's id type."""
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, Schema
+    from mlflow.types.schema import AnyType
 
     cust = "long" if art.customers.is_numeric else "string"
     item = "long" if art.items.is_numeric else "string"
     inputs = Schema([
-        ColSpec(cust, "customer_id"),
+        ColSpec(AnyType(), "customer_id"),
         ColSpec("long", "n", required=False),
         ColSpec("boolean", "exclude_bought", required=False),
     ])

@@ -425,6 +425,9 @@ def tune(
             outcomes.append(outcome)
             log.info("%s: %s", study_name, outcome.trials)
             if outcome.best_params is not None and s.refit:
+                say = print if s.progress else log.info
+                say(f"refitting {model} (best configuration) on the training period and "
+                    f"scoring it on the test period ...")
                 with mlflow.start_run(run_name=f"best-{model}", nested=True,
                                       tags=process_tags()) as run:
                     res = train_model(split.train, model, outcome.best_params, split.test, ks,
@@ -586,7 +589,7 @@ def _log_session_artifacts(outcomes, storage, s: TuneSettings, table, descriptio
         tmp = Path(tmp)
         (tmp / "description.json").write_text(json.dumps(description, indent=2, default=str))
         for o in outcomes:
-            _plots(storage, o.study_name, tmp)
+            _plots(storage, o.study_name, tmp, f"validation {s.metric} ({s.mode} mode)")
             (tmp / f"{o.study_name}.best.json").write_text(json.dumps(
                 {"best_value": o.best_value, "params": o.best_params, "trials": o.trials},
                 indent=2, default=str))
@@ -595,8 +598,12 @@ def _log_session_artifacts(outcomes, storage, s: TuneSettings, table, descriptio
         log_table(table, "metrics")
 
 
-def _plots(storage, study_name: str, out: Path) -> list[Path]:
-    """Optimisation history and parameter importances as PNG (skipped when undefined)."""
+MIN_TRIALS_FOR_IMPORTANCE = 10
+
+
+def _plots(storage, study_name: str, out: Path, metric: str = "validation metric") -> list[Path]:
+    """Optimisation history and parameter importances as PNG, titled with the metric
+    (importances from fewer than :data:`MIN_TRIALS_FOR_IMPORTANCE` trials carry a warning)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -619,7 +626,18 @@ def _plots(storage, study_name: str, out: Path) -> list[Path]:
                 ax = fn(study)
             fig = ax.figure if hasattr(ax, "figure") else ax
             if hasattr(ax, "set_title"):
-                ax.set_title(f"{study_name}: {ax.get_title()}")
+                if name == "history":
+                    ax.set_title(f"{study_name}: {metric} per trial")
+                    ax.set_ylabel(metric)
+                else:
+                    ax.set_title(f"{study_name}: what drives {metric} ({len(done)} trials)")
+                    if len(done) < MIN_TRIALS_FOR_IMPORTANCE:
+                        fig.text(0.5, 0.01, f"warning: only {len(done)} completed trials; "
+                                 "importances from so few are not reliable", ha="center",
+                                 color="#b00020", fontsize=9)
+                        log.warning("%s: parameter importances from %d trials (fewer than %d) "
+                                    "are not reliable", study_name, len(done),
+                                    MIN_TRIALS_FOR_IMPORTANCE)
             fig.set_size_inches(8, 5)
             fig.tight_layout()
             path = out / f"{study_name}.{name}.png"

@@ -13,6 +13,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True,
                         help="completejourney | online_retail | path to a purchase file")
     add_map_argument(parser)
+    parser.add_argument("--currency", metavar="CODE", default=None,
+                        help="currency of the money columns in the CSVs, e.g. EUR (default: none shown)")
     parser.add_argument("--cutoff", metavar="DATE",
                         help="issue reminders as of DATE (purchases before it); default the day "
                         "after the last purchase, or with --evaluate the start of the last "
@@ -88,7 +90,11 @@ def run(args: argparse.Namespace) -> int:
         rem = reminders(purchases, args.cutoff, config, rconfig, key)
     took = time.perf_counter() - t1
     if args.out:
-        _write(rem, Path(args.out))
+        from features.customers.tables import item_names, readable
+
+        readable_rem = readable(rem, item_names(purchases) if key == C.ITEM_ID else None,
+                                args.currency)
+        _write(rem if Path(args.out).suffix.lower() != ".csv" else readable_rem, Path(args.out))
     print(f"{len(rem):,} reminders for {rem[C.CUSTOMER_ID].nunique():,} customers due within "
           f"{args.horizon_days} days; load {t_load:.1f}s, reminders {took:.1f}s")
     with pd.option_context("display.width", 160, "display.max_columns", 20):
@@ -103,7 +109,7 @@ def _write(frame, path) -> None:
     if path.suffix.lower() in (".parquet", ".pq"):
         frame.to_parquet(path, index=False)
     elif path.suffix.lower() == ".csv":
-        frame.to_csv(path, index=False)
+        frame.to_csv(path, index=False, encoding="utf-8-sig")
     else:
         raise PatronError(f"--out {path}: use a .csv or .parquet file name")
     print(f"wrote {path}")

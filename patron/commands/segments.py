@@ -13,6 +13,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True,
                         help="completejourney | online_retail | path to a purchase file")
     add_map_argument(parser)
+    parser.add_argument("--currency", metavar="CODE", default=None,
+                        help="currency of the money columns in the CSVs, e.g. EUR (default: none shown)")
     parser.add_argument("--reference-date", metavar="DATE",
                         help="analyse as of DATE (purchases before it); default the day after "
                         "the last purchase")
@@ -133,7 +135,9 @@ def run(args: argparse.Namespace) -> int:
             tables.notes.append(f"model {args.model} knows none of the win-back customers")
     t_build = time.perf_counter() - t1
     out = Path(args.out)
-    save_tables(tables, out)
+    from features.customers.tables import item_names
+
+    save_tables(tables, out, item_names(purchases), args.currency)
     c = tables.customers
     for name, by in (("segments", "segment"), ("value_segments", "value_segment"),
                      ("nes_stages", "nes_stage")):
