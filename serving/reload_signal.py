@@ -69,7 +69,9 @@ class ReloadChannel:
         self.instance = f"{os.getpid()}-{os.urandom(3).hex()}"  # this worker (its acks)
         if token is None:
             return
-        self.dir = _private_dir(_private_dir(Path(run_dir)) / f"server-{server_id}")
+        base = Path(run_dir)
+        base.mkdir(mode=0o700, parents=True, exist_ok=True)  # a folder the user named: left as is
+        self.dir = _private_dir(base / f"server-{server_id}")  # ours: private, or refused
         self.seq = self._read_seq()
 
     @property

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from features.errors import PatronError
 from serving.engine import Engine
 from serving.loader import load_engine
-from serving.reload_signal import ReloadChannel
+from serving.reload_signal import ReloadChannel, UnsafeRunDir
 from serving.settings import ServingSettings
 from serving.variants import (
     ExperimentsConfig,
@@ -52,8 +52,13 @@ class ServingState:
 
     def __post_init__(self) -> None:
         if self.channel is None:
-            self.channel = ReloadChannel(self.settings.run_dir, os.getppid(),
-                                         self.settings.admin_token, self.settings.workers)
+            try:
+                self.channel = ReloadChannel(self.settings.run_dir, os.getppid(),
+                                             self.settings.admin_token, self.settings.workers)
+            except (UnsafeRunDir, OSError) as exc:  # serve, but never trust that folder
+                log.error("reload signals between workers are off: %s (set PATRON_RUN_DIR to a "
+                          "private folder)", exc)
+                self.channel = ReloadChannel(self.settings.run_dir, os.getppid(), None)
 
     @property
     def ready(self) -> bool:

@@ -198,6 +198,7 @@ def test_retrain_kept_refused_killed_then_promoted(project):
     proc = subprocess.Popen([PATRON, "retrain", "--data", "data2", "--tune", "--trials", "200"],
                             cwd=shop, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     time.sleep(8)
+    assert proc.poll() is None, proc.stdout.read()[-2000:]  # killed mid-run, not after it
     proc.send_signal(signal.SIGKILL)
     proc.wait(30)
     assert _champion(project) == before

@@ -90,6 +90,22 @@ def test_signals_need_a_token_and_a_private_owner_only_file(tmp_path):
     assert other._verified() is None  # signed with another token
 
 
+def test_a_run_folder_the_user_names_is_not_changed_and_a_foreign_one_refused(tmp_path):
+    import stat
+
+    from serving.reload_signal import UnsafeRunDir
+
+    run = tmp_path / "shared"
+    run.mkdir()
+    os.chmod(run, 0o755)
+    ch = ReloadChannel(run, 7, "t")
+    assert stat.S_IMODE(run.stat().st_mode) == 0o755  # the user's folder is left as it was
+    assert stat.S_IMODE(ch.dir.stat().st_mode) == 0o700  # the server's own folder is private
+    (run / "server-8").symlink_to(tmp_path)  # not a plain folder of ours: refused
+    with pytest.raises(UnsafeRunDir):
+        ReloadChannel(run, 8, "t")
+
+
 def test_whitespace_token_is_no_token():
     assert ServingSettings.from_env({"PATRON_ADMIN_TOKEN": "   "}).admin_token is None
     assert ServingSettings.from_env({"PATRON_ADMIN_TOKEN": " t "}).admin_token == "t"
